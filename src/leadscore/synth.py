@@ -226,7 +226,7 @@ def _chunk(L: dict, lo: int, hi: int, params: SynthParams, mean_pre: float, rng:
     student = L["sen"][lo:hi] == SENIORITIES.index("student")
 
     # --- behaviour before the decision: more and later (more recent) for high intent ---
-    lam = mean_pre * np.exp(0.75 * z) / L["_norm"]
+    lam = np.minimum(mean_pre * np.exp(0.75 * z) / L["_norm"], 8 * mean_pre)  # no bots
     n_pre = rng.poisson(lam)
     rep = np.repeat(np.arange(n), n_pre)
     pre_days = np.where(rng.random(n) < 0.3, rng.uniform(1, 30, n), 0.0) * DAY

@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make run` (whole pipeline on synthetic data) and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY ?= python3.11
+export UV_PYTHON_DOWNLOADS := never
+export UV_COMPILE_BYTECODE := 1
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup run test bench clean
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet "uv==0.13.9"
+	$(PY) -m uv sync --frozen --extra dev --python $(PY)
+	@touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	dvc repro
+
+test: setup
+	pytest
+
+bench: setup
+	python benchmarks/features.py
+
+clean:
+	rm -rf data reports outputs .pytest_cache

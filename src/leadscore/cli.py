@@ -1,0 +1,95 @@
+"""The `leadscore` command: what users, schedulers and DVC stages call.
+
+Exit codes: 0 success, 2 bad usage, 3 input breaks the data contract.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from leadscore.config import load_params
+
+app = typer.Typer(help="leadscore: predictive lead scoring from CRM and marketing-automation exports.",
+                  no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+EXIT_CONTRACT = 3
+
+ParamsOpt = typer.Option(Path("params.yaml"), "--params", "-p", help="params.yaml to read.", exists=True,
+                         dir_okay=False)
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+@app.command()
+def synth(
+    params_file: Path = ParamsOpt,
+    out: Path = typer.Option(Path("data/raw"), help="Folder for leads, events and priority accounts."),
+    truth_out: Path = typer.Option(Path("data/truth"), help="Folder for the true probabilities (never features)."),
+    n_leads: int = typer.Option(None, help="Override synth.n_leads."),
+    events_per_lead: float = typer.Option(None, help="Override synth.events_per_lead."),
+) -> None:
+    """Write the built-in synthetic B2B funnel (sizes and seed from params.yaml)."""
+    from leadscore.pipeline import run_synth
+
+    params = load_params(params_file)
+    overrides = {k: v for k, v in (("n_leads", n_leads), ("events_per_lead", events_per_lead)) if v is not None}
+    if overrides:
+        params = params.model_copy(update={"synth": params.synth.model_copy(update=overrides)})
+    with _progress() as progress:
+        task = progress.add_task("synthesizing leads", total=params.synth.n_leads)
+        paths = run_synth(params, out, truth_out, progress=lambda n: progress.advance(task, n))
+    console.print(f"wrote {paths.leads}, {paths.events}, {paths.priority_accounts}; truth in {paths.truth}")
+
+
+@app.command()
+def validate(
+    params_file: Path = ParamsOpt,
+    out: Path = typer.Option(Path("data/validated"), help="Folder for validated data, rejects.csv, report.json."),
+) -> None:
+    """Check leads, events and priority accounts against the data contract; reconcile row counts."""
+    from leadscore.contract import ContractError
+    from leadscore.pipeline import run_validate
+
+    params = load_params(params_file)
+    try:
+        with console.status("validating"):
+            reports = run_validate(params, out)
+    except ContractError as exc:
+        console.print(f"[red]input breaks the data contract[/red]\n{exc}", highlight=False)
+        raise typer.Exit(EXIT_CONTRACT) from exc
+    table = Table("file", "rows in", "valid", "rejected", "warnings", title="validation")
+    for r in reports:
+        warn = "; ".join(f"{k}: {v}" for k, v in r.warnings.items()) or "-"
+        table.add_row(r.file, f"{r.rows_in:,}", f"{r.rows_valid:,}", f"{r.rows_rejected:,}", warn)
+    console.print(table)
+    console.print(f"rejected rows with reasons: {out / 'rejects.csv'}")
+
+
+@app.command()
+def features(
+    params_file: Path = ParamsOpt,
+    validated: Path = typer.Option(Path("data/validated"), "--in", help="Folder written by `leadscore validate`."),
+    out: Path = typer.Option(Path("data/features"), help="Folder for features.parquet and its metadata."),
+    as_of: str = typer.Option(None, help="Score every lead as of this time (ISO 8601) instead of "
+                                          "training snapshots."),
+) -> None:
+    """Build point-in-time fit, behavior and account features."""
+    from leadscore.pipeline import run_features
+
+    params = load_params(params_file)
+    with console.status("building features in DuckDB"):
+        build = run_features(params, validated, out, as_of=as_of)
+    console.print(f"{build.leads_in:,} leads: {build.rows:,} feature rows, {build.excluded:,} excluded "
+                  f"(reasons in {build.exclusions}); export taken at {build.export_at}")
+
+
+def main() -> None:  # pragma: no cover
+    app()

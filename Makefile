@@ -1,7 +1,8 @@
 # Two commands on a fresh machine: `make run` (whole pipeline on synthetic data) and `make test`.
 SHELL := /bin/bash
 VENV := .venv
-PY ?= python3.11
+# The interpreter that bootstraps uv: found before .venv/bin goes on PATH.
+PY := $(or $(shell command -v python3.11 2>/dev/null),$(shell command -v python3 2>/dev/null))
 export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
 export DVC_NO_ANALYTICS := 1

@@ -1,0 +1,105 @@
+"""The commands users and DVC call: outputs, reconciled counts, exit codes."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from leadscore.cli import EXIT_CONTRACT, app
+from tests.helpers import ROOT, small_params
+
+runner = CliRunner()
+
+
+def _params_file(tmp: Path, **changes) -> Path:
+    params = small_params(tmp, n_leads=200, events_per_lead=15)
+    raw = params.model_dump(by_alias=True)
+    for dotted, value in changes.items():
+        section, key = dotted.split(".")
+        raw[section][key] = value
+    path = tmp / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_synth_validate_features_end_to_end(tmp_path):
+    p = str(_params_file(tmp_path))
+    r = runner.invoke(app, ["synth", "-p", p, "--out", str(tmp_path / "raw"), "--truth-out", str(tmp_path / "truth")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["validate", "-p", p, "--out", str(tmp_path / "validated")])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "validated" / "report.json").read_text())
+    leads_report = report["files"][0]
+    assert leads_report["rows_in"] == 200 == leads_report["rows_valid"] + leads_report["rows_rejected"]
+    r = runner.invoke(app, ["features", "-p", p, "--in", str(tmp_path / "validated"),
+                            "--out", str(tmp_path / "features")])
+    assert r.exit_code == 0, r.output
+    feats = pd.read_parquet(tmp_path / "features" / "features.parquet")
+    excluded = pd.read_csv(tmp_path / "features" / "exclusions.csv")
+    assert len(feats) + len(excluded) == 200
+    assert "200 leads" in r.output
+
+
+def test_validate_exits_3_with_the_file_and_column_on_bad_input(tmp_path):
+    bad = tmp_path / "leads.csv"
+    pd.DataFrame({"lead_id": ["a"], "created": ["2025-01-01"]}).to_csv(bad, index=False)
+    p = str(_params_file(tmp_path, **{"data.leads": str(bad), "data.events": None, "data.priority_accounts": None}))
+    r = runner.invoke(app, ["validate", "-p", p, "--out", str(tmp_path / "v")])
+    assert r.exit_code == EXIT_CONTRACT
+    assert "leads.csv" in r.output and "created_at" in r.output
+
+
+def test_validate_writes_rejects_before_failing_on_too_many(tmp_path):
+    p = _params_file(tmp_path)
+    runner.invoke(app, ["synth", "-p", str(p), "--out", str(tmp_path / "raw"), "--truth-out", str(tmp_path / "t")])
+    events = pd.read_parquet(tmp_path / "raw" / "events.parquet")
+    events.loc[events.index[:100], "event_type"] = "pageview"
+    events.to_parquet(tmp_path / "raw" / "events.parquet")
+    r = runner.invoke(app, ["validate", "-p", str(p), "--out", str(tmp_path / "v")])
+    assert r.exit_code == EXIT_CONTRACT and "unknown event_type" in r.output
+    rejects = pd.read_csv(tmp_path / "v" / "rejects.csv")
+    assert (rejects["reason"] == "unknown event_type").sum() == 100
+
+
+def test_a_leads_only_export_builds_fit_features(tmp_path):
+    p = _params_file(tmp_path)
+    runner.invoke(app, ["synth", "-p", str(p), "--out", str(tmp_path / "raw"), "--truth-out", str(tmp_path / "t")])
+    p = _params_file(tmp_path, **{"data.events": None, "data.priority_accounts": None})
+    assert runner.invoke(app, ["validate", "-p", str(p), "--out", str(tmp_path / "v")]).exit_code == 0
+    r = runner.invoke(app, ["features", "-p", str(p), "--in", str(tmp_path / "v"), "--out", str(tmp_path / "f")])
+    assert r.exit_code == 0, r.output
+    feats = pd.read_parquet(tmp_path / "f" / "features.parquet")
+    assert (feats["pricing_page_30d"] == 0).all() and feats["seniority"].nunique() > 3
+
+
+def test_every_command_documents_its_options():
+    for cmd, option in (("synth", "--truth-out"), ("validate", "--out"), ("features", "--as-of")):
+        r = runner.invoke(app, [cmd, "--help"])
+        assert r.exit_code == 0 and option in r.output
+
+
+@pytest.mark.slow
+def test_dvc_repro_on_a_fresh_clone_then_nothing_to_do(tmp_path):
+    """`dvc repro` builds data/ from scratch; a second run finds everything up to date."""
+    work = tmp_path / "repo"
+    shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".venv", "data", ".git", "*.pyc", ".pytest_cache",
+                                                              "mlruns", "mlflow.db", "reports", "outputs"))
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["synth"].update(n_leads=300, events_per_lead=15)
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    dvc = str(Path(shutil.which("dvc") or ROOT / ".venv" / "bin" / "dvc"))
+    run = lambda *a: subprocess.run(a, cwd=work, capture_output=True, text=True, check=True)  # noqa: E731
+    run("git", "init", "-q")
+    first = run(dvc, "repro")
+    assert (work / "data" / "features" / "features.parquet").exists()
+    assert (work / "data" / "validated" / "rejects.csv").exists()
+    mtime = (work / "data" / "features" / "features.parquet").stat().st_mtime_ns
+    second = run(dvc, "repro")
+    assert "up to date" in second.stdout.lower(), second.stdout
+    assert (work / "data" / "features" / "features.parquet").stat().st_mtime_ns == mtime
+    assert "Running stage 'features'" in first.stdout

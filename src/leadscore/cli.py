@@ -15,7 +15,7 @@ from rich.table import Table
 from leadscore.config import load_params
 
 app = typer.Typer(help="leadscore: predictive lead scoring from CRM and marketing-automation exports.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
 console = Console(stderr=True)
 EXIT_CONTRACT = 3
 
@@ -89,6 +89,35 @@ def features(
         build = run_features(params, validated, out, as_of=as_of)
     console.print(f"{build.leads_in:,} leads: {build.rows:,} feature rows, {build.excluded:,} excluded "
                   f"(reasons in {build.exclusions}); export taken at {build.export_at}")
+
+
+@app.command()
+def train(
+    params_file: Path = ParamsOpt,
+    features_dir: Path = typer.Option(Path("data/features"), "--features", help="Folder written by `leadscore features`."),
+    models: Path = typer.Option(Path("models"), help="Folder for the fitted model and baseline."),
+    reports: Path = typer.Option(Path("reports"), help="Folder for metrics.json, plots and figures."),
+    mlflow: bool = typer.Option(True, help="Log the run to MLflow and register the model as challenger."),
+) -> None:
+    """Train the calibrated LightGBM model and the rule baseline on time-based splits; evaluate both."""
+    from leadscore.pipeline import run_train
+
+    params = load_params(params_file)
+    with console.status("training, calibrating and evaluating"):
+        result = run_train(params, features_dir, models, reports, log_to_mlflow=mlflow)
+    m = result["metrics"]
+    table = Table("scorer", "ROC AUC", "PR AUC", "log loss", "Brier", "ECE", "wins in top 20%",
+                  title=f"test quarter ({m['split']['n_test']:,} leads)")
+    for name in ("model", "baseline", "truth"):
+        if name in m:
+            r = m[name]
+            table.add_row(name, f"{r['roc_auc']:.3f}", f"{r['pr_auc']:.3f}", f"{r['log_loss']:.4f}",
+                          f"{r['brier']:.4f}", f"{r['ece']:.4f}", f"{r['wins_captured_top20']:.1%}")
+    console.print(table)
+    console.print(f"calibration: {result['summary']['calibration_method']}; metrics in {reports / 'metrics.json'}")
+    if "mlflow" in result:
+        console.print(f"MLflow run {result['mlflow']['run_id']}; registered {result['mlflow']['model_uri']} "
+                      f"(version {result['mlflow']['version']})")
 
 
 def main() -> None:  # pragma: no cover

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -49,12 +50,75 @@ class FeatureParams(_Section):
         return tuple(sorted(set(v)))
 
 
+class SplitParams(_Section):
+    test_days: int = Field(91, ge=1)
+    calibration_days: int = Field(91, ge=1)
+    validation_share: float = Field(0.15, gt=0, lt=1)
+
+
+class TrainParams(_Section):
+    learning_rate: float = Field(0.03, gt=0)
+    n_estimators: int = Field(2000, ge=1)
+    early_stopping_rounds: int = Field(100, ge=1)
+    num_leaves: int = Field(15, ge=2)
+    max_depth: int = -1
+    min_child_samples: int = Field(40, ge=1)
+    subsample: float = Field(0.8, gt=0, le=1)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    reg_lambda: float = Field(1.0, ge=0)
+    calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto"
+    truth: str | None = None
+
+
+class BehaviorRule(_Section):
+    points: float
+    cap: float
+
+
+class BaselineParams(_Section):
+    mql_threshold: float = Field(50, gt=0)
+    behavior_window_days: int = Field(90, ge=1)
+    inactivity_half_life_days: float = Field(30, gt=0)
+    fit: dict[str, dict[str, float]] = Field(default_factory=dict)
+    behavior: dict[str, BehaviorRule] = Field(default_factory=dict)
+
+    @field_validator("fit", mode="before")
+    @classmethod
+    def _values_as_text(cls, v):  # YAML reads `1: 10` with an integer key; feature values compare as text
+        return {attr: {str(k): pts for k, pts in (values or {}).items()} for attr, values in (v or {}).items()}
+
+    @model_validator(mode="after")
+    def _caps_bound_single_rules(self):
+        half = self.mql_threshold / 2
+        for name, rule in self.behavior.items():
+            if (rule.points > 0) != (rule.cap > 0):
+                raise ValueError(f"baseline.behavior.{name}: points and cap must have the same sign")
+            if rule.cap > half:
+                raise ValueError(f"baseline.behavior.{name}: cap {rule.cap:g} is more than half the MQL "
+                                 f"threshold ({half:g}); no single action may qualify a lead on its own")
+        for attr, values in self.fit.items():
+            for value, pts in values.items():
+                if pts > half:
+                    raise ValueError(f"baseline.fit.{attr}.{value}: {pts:g} points is more than half the MQL "
+                                     f"threshold ({half:g})")
+        return self
+
+
+class MlflowParams(_Section):
+    experiment: str = "leadscore"
+    registered_model: str = "leadscore"
+
+
 class Params(_Section):
     seed: int = 42
     data: DataParams = DataParams()
     synth: SynthParams = SynthParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
     features: FeatureParams = FeatureParams()
+    split: SplitParams = SplitParams()
+    train: TrainParams = TrainParams()
+    baseline: BaselineParams = BaselineParams()
+    mlflow: MlflowParams = MlflowParams()
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 

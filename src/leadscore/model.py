@@ -1,0 +1,190 @@
+"""Time-based splits, the LightGBM model and its calibration.
+
+Calibration is fitted in log-odds space on the model's raw margin (the sum of its trees): a sigmoid
+(Platt) calibration is then a straight line in log-odds, so tree SHAP contributions, which add up to
+the margin, map onto the calibrated score by one factor; an isotonic calibration is a monotone step
+function of the margin. The calibration data come from a later period than the training data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import StratifiedKFold
+
+from leadscore.config import SplitParams, TrainParams
+
+EPS = 1e-6
+
+
+# ----------------------------------------------------------------------------- splits
+@dataclass
+class TimeSplit:
+    train: pd.DataFrame
+    valid: pd.DataFrame  # newest slice of the training period: early stopping only
+    calibration: pd.DataFrame
+    test: pd.DataFrame
+    boundaries: dict = field(default_factory=dict)
+
+
+def time_split(table: pd.DataFrame, params: SplitParams) -> TimeSplit:
+    """Train on the oldest snapshots, calibrate on the next period, test on the newest.
+
+    Boundaries are on ``as_of``: every training snapshot is strictly earlier than every calibration
+    snapshot, which is strictly earlier than every test snapshot.
+    """
+    df = table.sort_values(["as_of", "lead_id"], kind="stable").reset_index(drop=True)
+    end = df["as_of"].max() + pd.Timedelta(seconds=1)
+    test_start = end - pd.Timedelta(days=params.test_days)
+    cal_start = test_start - pd.Timedelta(days=params.calibration_days)
+    before = df[df["as_of"] < cal_start]
+    calibration = df[(df["as_of"] >= cal_start) & (df["as_of"] < test_start)]
+    test = df[df["as_of"] >= test_start]
+    if len(before) < 50 or calibration["label"].nunique() < 2 or test["label"].nunique() < 2:
+        raise ValueError(
+            f"time split leaves {len(before)} training, {len(calibration)} calibration and {len(test)} test "
+            f"rows (with both outcomes needed in each): the data span {df['as_of'].min()} to {end}; "
+            f"shorten split.test_days / split.calibration_days or bring more history")
+    n_valid = max(1, int(round(len(before) * params.validation_share)))
+    train, valid = before.iloc[:-n_valid], before.iloc[-n_valid:]
+    b = {
+        "train_from": str(df["as_of"].min()), "valid_from": str(valid["as_of"].min()),
+        "calibration_from": str(cal_start), "test_from": str(test_start), "test_to": str(end),
+        "n_train": len(train), "n_valid": len(valid), "n_calibration": len(calibration), "n_test": len(test),
+        "win_rate_train": float(before["label"].mean()), "win_rate_test": float(test["label"].mean()),
+    }
+    return TimeSplit(train, valid, calibration, test, b)
+
+
+# ----------------------------------------------------------------------------- calibration
+def _logit(p):
+    p = np.clip(p, EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+class MarginCalibrator:
+    """Maps the model's raw margin (log-odds) to a calibrated probability."""
+
+    def __init__(self, method: str = "sigmoid"):
+        self.method = method
+
+    def fit(self, margin, y) -> MarginCalibrator:
+        margin, y = np.asarray(margin, float), np.asarray(y)
+        if self.method == "isotonic":
+            self.map_ = IsotonicRegression(out_of_bounds="clip", y_min=EPS, y_max=1 - EPS).fit(margin, y)
+        elif self.method == "sigmoid":
+            self.map_ = LogisticRegression(C=1e6).fit(margin.reshape(-1, 1), y)
+        elif self.method != "none":
+            raise ValueError(f"unknown calibration method {self.method!r}")
+        return self
+
+    def predict(self, margin) -> np.ndarray:
+        margin = np.asarray(margin, float)
+        if self.method == "isotonic":
+            return np.clip(self.map_.predict(margin), EPS, 1 - EPS)
+        if self.method == "sigmoid":
+            return self.map_.predict_proba(margin.reshape(-1, 1))[:, 1]
+        return 1 / (1 + np.exp(-margin))
+
+    def calibrated_margin(self, margin) -> np.ndarray:
+        """The calibrated score in log-odds (what points are made from)."""
+        return _logit(self.predict(margin))
+
+
+def choose_calibration(margin, y, method: str = "auto", folds: int = 5, seed: int = 0) -> tuple[MarginCalibrator, dict]:
+    """Fit the calibration; with ``auto`` pick isotonic or sigmoid by out-of-fold log loss on the
+    calibration data (in-sample log loss would always favour isotonic, which can memorise it)."""
+    margin, y = np.asarray(margin, float), np.asarray(y)
+    candidates = ("isotonic", "sigmoid") if method == "auto" else (method,)
+    report = {"log_loss_uncalibrated": float(log_loss(y, 1 / (1 + np.exp(-margin)), labels=[0, 1]))}
+    cv = StratifiedKFold(n_splits=min(folds, int(np.bincount(y).min())), shuffle=True, random_state=seed)
+    for m in candidates:
+        if m == "none":
+            continue
+        oof = np.empty(len(y))
+        for fit_idx, held_idx in cv.split(margin.reshape(-1, 1), y):
+            oof[held_idx] = MarginCalibrator(m).fit(margin[fit_idx], y[fit_idx]).predict(margin[held_idx])
+        report[f"log_loss_cv_{m}"] = float(log_loss(y, oof, labels=[0, 1]))
+    chosen = method if method != "auto" else min(candidates, key=lambda m: report[f"log_loss_cv_{m}"])
+    report["method"] = chosen
+    return MarginCalibrator(chosen).fit(margin, y), report
+
+
+# ----------------------------------------------------------------------------- the model
+class LeadScoreModel:
+    """A fitted LightGBM booster with its calibration and input schema: feature table in,
+    calibrated probability out. The one place where a feature table becomes model input."""
+
+    def __init__(self, booster: lgb.Booster, calibrator: MarginCalibrator, feature_names: list[str],
+                 categories: dict[str, list], metadata: list[dict], info: dict | None = None):
+        self.booster = booster
+        self.calibrator = calibrator
+        self.feature_names = feature_names
+        self.categories = categories
+        self.metadata = metadata
+        self.info = info or {}
+
+    def prepare(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Columns in training order; categories as at training (unseen values become missing)."""
+        missing = [c for c in self.feature_names if c not in X.columns]
+        if missing:
+            raise ValueError(f"the input lacks {len(missing)} feature(s) the model was trained on: "
+                             f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}")
+        out = {}
+        for c in self.feature_names:
+            if c in self.categories:
+                out[c] = pd.Categorical(X[c].astype("string").astype(object).where(X[c].notna(), None),
+                                        categories=self.categories[c])
+            else:
+                out[c] = pd.to_numeric(X[c], errors="coerce").astype(float).to_numpy()
+        return pd.DataFrame(out, index=X.index)
+
+    def raw_margin(self, X: pd.DataFrame) -> np.ndarray:
+        return self.booster.predict(self.prepare(X), raw_score=True)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of a win, one per row."""
+        return self.calibrator.predict(self.raw_margin(X))
+
+
+def categorical_features(metadata: list[dict]) -> list[str]:
+    return [m["name"] for m in metadata if m["kind"] == "categorical"]
+
+
+def lgbm_params(params: TrainParams, seed: int) -> dict:
+    return dict(
+        objective="binary", learning_rate=params.learning_rate, n_estimators=params.n_estimators,
+        num_leaves=params.num_leaves, max_depth=params.max_depth, min_child_samples=params.min_child_samples,
+        subsample=params.subsample, subsample_freq=1 if params.subsample < 1 else 0,
+        colsample_bytree=params.colsample_bytree, reg_lambda=params.reg_lambda, random_state=seed,
+        deterministic=True, force_row_wise=True, n_jobs=os.cpu_count() or 1, verbose=-1,
+    )
+
+
+def train_model(split: TimeSplit, metadata: list[dict], params: TrainParams, seed: int) -> LeadScoreModel:
+    """LightGBM with native categoricals and early stopping on the validation slice, then calibrated
+    on the calibration period."""
+    names = [m["name"] for m in metadata]
+    cats = categorical_features(metadata)
+    categories = {c: sorted(pd.concat([split.train[c], split.valid[c]]).dropna().astype(str).unique()) for c in cats}
+    skeleton = LeadScoreModel(None, None, names, categories, metadata)
+    clf = lgb.LGBMClassifier(**lgbm_params(params, seed))
+    clf.fit(skeleton.prepare(split.train), split.train["label"].to_numpy(),
+            eval_X=(skeleton.prepare(split.valid),), eval_y=(split.valid["label"].to_numpy(),), eval_metric="binary_logloss",
+            categorical_feature=cats, callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
+    booster = clf.booster_
+    booster.free_dataset()
+    skeleton.booster = booster
+    margin = skeleton.raw_margin(split.calibration)
+    calibrator, report = choose_calibration(margin, split.calibration["label"].to_numpy(), params.calibration, seed=seed)
+    skeleton.calibrator = calibrator
+    skeleton.info = {"best_iteration": int(clf.best_iteration_ or booster.current_iteration()),
+                     "calibration": report, "split": split.boundaries}
+    return skeleton

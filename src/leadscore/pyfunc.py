@@ -1,0 +1,18 @@
+"""The MLflow pyfunc wrapper: a feature table in, calibrated scores out. MLflow loads it with the
+``leadscore`` package shipped beside it (``code_paths``), so any environment with the pinned stack can
+serve the registered model."""
+
+from __future__ import annotations
+
+import joblib
+import mlflow.pyfunc
+import pandas as pd
+
+
+class LeadScorePyfunc(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        self.model = joblib.load(context.artifacts["model"])
+
+    def predict(self, context, model_input, params=None):
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        return pd.DataFrame({"probability": self.model.predict_proba(frame)}, index=frame.index)

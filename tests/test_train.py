@@ -1,0 +1,86 @@
+"""The train stage end to end on a small funnel: metrics, plots, MLflow run and registered pyfunc."""
+
+import json
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from leadscore.pipeline import run_features, run_synth, run_train, run_validate
+from tests.helpers import small_params
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+    params = small_params(tmp, n_leads=4000, events_per_lead=20, chunk_leads=2000)
+    params = params.model_copy(update={"train": params.train.model_copy(update={"truth": str(tmp / "truth" / "truth.parquet")})})
+    run_synth(params, tmp / "raw", tmp / "truth")
+    run_validate(params, tmp / "validated")
+    run_features(params, tmp / "validated", tmp / "features")
+    result = run_train(params, tmp / "features", tmp / "models", tmp / "reports")
+    yield {"tmp": tmp, "params": params, "result": result}
+    mp.undo()
+
+
+def test_metrics_file_has_the_keys_dvc_and_users_read(trained):
+    m = json.loads((trained["tmp"] / "reports" / "metrics.json").read_text())
+    for scorer, key in [("model", "roc_auc"), ("model", "pr_auc"), ("model", "log_loss"), ("model", "brier"),
+                        ("model", "ece"), ("baseline", "roc_auc"), ("baseline", "pr_auc"), ("truth", "roc_auc"),
+                        ("model", "wins_captured_top10"), ("model", "lift_top20")]:
+        assert isinstance(m[scorer][key], float), (scorer, key)
+    assert m["split"]["n_test"] > 0 and m["split"]["n_train"] > m["split"]["n_test"]
+
+
+def test_model_learns_and_beats_chance_and_stays_below_the_truth(trained):
+    m = trained["result"]["metrics"]
+    assert 0.75 < m["model"]["roc_auc"] <= m["truth"]["roc_auc"] + 0.02
+    assert m["model"]["ece"] < 0.08
+
+
+def test_plot_data_and_figures_are_written(trained):
+    reports = trained["tmp"] / "reports"
+    for curve in ("roc", "precision_recall", "reliability", "gains"):
+        for scorer in ("model", "baseline"):
+            df = pd.read_csv(reports / "plots" / f"{curve}_{scorer}.csv")
+            assert len(df) > 1
+        assert (reports / "figures" / f"{curve}.png").stat().st_size > 5000
+    gains = pd.read_csv(reports / "plots" / "gains_model.csv")
+    assert gains["share_of_wins"].is_monotonic_increasing and gains["share_of_wins"].iloc[-1] == pytest.approx(1)
+
+
+def test_registered_pyfunc_reloads_and_gives_the_same_probabilities(trained):
+    import mlflow
+
+    logged = trained["result"]["mlflow"]
+    model = mlflow.pyfunc.load_model(logged["model_uri"])
+    table = pd.read_parquet(trained["tmp"] / "features" / "features.parquet")
+    local = joblib.load(trained["tmp"] / "models" / "model.joblib")
+    served = model.predict(table)["probability"].to_numpy()
+    np.testing.assert_allclose(served, local.predict_proba(table), rtol=0, atol=1e-12)
+    assert model.metadata.get_input_schema() is not None
+
+
+def test_run_holds_params_metrics_lineage_and_the_challenger_alias(trained):
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    run = client.get_run(trained["result"]["mlflow"]["run_id"])
+    assert run.data.params["train.learning_rate"] == str(trained["params"].train.learning_rate)
+    assert "baseline.behavior.pricing_page.points" in run.data.params
+    assert run.data.metrics["model.roc_auc"] == pytest.approx(trained["result"]["metrics"]["model"]["roc_auc"])
+    assert "baseline.roc_auc" in run.data.metrics
+    assert len(run.data.tags["features_md5"]) == 32 and "git_commit" in run.data.tags
+    version = client.get_model_version_by_alias("leadscore", "challenger")
+    assert version.run_id == run.info.run_id
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert "plots/reliability.png" in artifacts
+
+
+def test_training_is_deterministic(trained, tmp_path):
+    again = run_train(trained["params"], trained["tmp"] / "features", tmp_path / "models", tmp_path / "reports",
+                      log_to_mlflow=False)
+    assert again["metrics"] == trained["result"]["metrics"]

@@ -187,3 +187,46 @@ def test_timestamps_unparseable_are_flagged_blank_are_missing():
     ts, bad = parse_timestamp(pd.Series(["2025-01-01", "2025-01-01T12:00:00Z", "", None, "nope"]))
     assert list(bad) == [False, False, False, False, True]
     assert ts[1] == pd.Timestamp("2025-01-01 12:00:00")
+
+
+def test_a_valid_leads_events_survive_a_rejected_duplicate_of_its_id(tmp_path):
+    leads = _leads()
+    leads.loc[3, "lead_id"] = "L1"
+    valid, lead_rejects, _ = validate_leads(_write(leads, tmp_path / "l.csv"))
+    events = pd.DataFrame({"lead_id": ["L1"], "timestamp": ["2025-01-05"], "event_type": ["web_visit"]})
+    rejects, report = validate_events(_write(events, tmp_path / "ev.csv"), valid, lead_rejects, tmp_path / "e.parquet")
+    assert rejects.empty and report.rows_valid == 1
+
+
+def test_empty_and_clashing_and_malformed_files_raise_contract_errors(tmp_path):
+    _write(_leads().head(0), tmp_path / "empty.csv")
+    with pytest.raises(ContractError, match="no data rows"):
+        validate_leads(tmp_path / "empty.csv")
+    clash = _leads().assign(**{"Lead ID": "X"})
+    with pytest.raises(ContractError, match="both mean 'lead_id'"):
+        validate_leads(_write(clash, tmp_path / "clash.csv"))
+    valid, lead_rejects, _ = validate_leads(_write(_leads(), tmp_path / "l.csv"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("lead_id,timestamp,event_type\n" + "L1,2025-01-05,web_visit\n" * 3000 + "L1,2025-01-05,web_visit,x,y,z\n")
+    with pytest.raises(ContractError, match="bad.csv"):
+        validate_events(bad, valid, lead_rejects, tmp_path / "e.parquet")
+
+
+def test_whole_number_float_ids_match_their_events(tmp_path):
+    leads = _leads().assign(lead_id=[1.0, 2.0, 3.0, 4.0, 5.0, None])
+    leads.to_parquet(tmp_path / "l.parquet")
+    valid, lead_rejects, _ = validate_leads(tmp_path / "l.parquet")
+    assert list(valid["lead_id"]) == ["1", "2", "3", "4", "5"]
+    events = pd.DataFrame({"lead_id": [1.0, 5.0], "timestamp": pd.to_datetime(["2025-01-05", "2025-01-06"]),
+                           "event_type": ["web_visit", "web_visit"]})
+    events.to_parquet(tmp_path / "e.parquet")
+    rejects, report = validate_events(tmp_path / "e.parquet", valid, lead_rejects, tmp_path / "out.parquet")
+    assert rejects.empty and report.rows_valid == 2
+
+
+def test_common_null_spellings_mean_missing(tmp_path):
+    leads = _leads()
+    leads.loc[1, ["outcome", "outcome_at", "title"]] = ["open", "NULL", "N/A"]
+    valid, rejects, _ = validate_leads(_write(leads, tmp_path / "l.csv"))
+    assert rejects.empty
+    assert pd.isna(valid.loc[1, "title"]) and pd.isna(valid.loc[1, "outcome_at"])

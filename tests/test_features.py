@@ -218,3 +218,51 @@ def test_feature_table_loads_with_categories_for_models(pipeline_data):
     cats = [m["name"] for m in meta if m["kind"] == "categorical"]
     assert cats and all(isinstance(df[c].dtype, pd.CategoricalDtype) for c in cats)
     assert df["label"].isin([0, 1]).all() and df["lead_id"].is_unique
+
+
+def test_a_colleague_created_after_as_of_never_counts_even_with_backfilled_history(tmp_path):
+    """Anonymous history is attributed when a lead is created: before that, nobody knew it."""
+    _hand_made(tmp_path)
+    leads = pd.read_parquet(tmp_path / "leads.parquet")
+    events = pd.read_parquet(tmp_path / "events.parquet")
+    late = leads.iloc[[1]].assign(lead_id="L9", created_at=AS_OF + pd.Timedelta(days=10), outcome="open",
+                                  outcome_at=pd.NaT)
+    backfill = pd.DataFrame({"lead_id": ["L9"], "timestamp": [AS_OF - pd.Timedelta(days=1)],
+                             "event_type": ["web_visit"], "asset": [None], "percent_watched": [None]})
+    pd.concat([leads, late]).to_parquet(tmp_path / "leads.parquet")
+    pd.concat([events, backfill]).to_parquet(tmp_path / "events.parquet")
+    build = build_features(tmp_path / "leads.parquet", tmp_path / "events.parquet", tmp_path / "out2", PARAMS,
+                           priority_path=tmp_path / "priority.csv")
+    l1 = pd.read_parquet(build.features).set_index("lead_id").loc["L1"]
+    assert l1["account_engaged_stakeholders_30d"] == 1 and l1["account_known_leads"] == 1
+
+
+def test_post_sale_events_feed_no_feature_not_even_recency(tmp_path):
+    _hand_made(tmp_path)
+    events = pd.read_parquet(tmp_path / "events.parquet")
+    onboarding = pd.DataFrame({"lead_id": ["L1"], "timestamp": [AS_OF - pd.Timedelta(hours=1)],
+                               "event_type": ["onboarding_session"], "asset": [None], "percent_watched": [None]})
+    pd.concat([events, onboarding]).to_parquet(tmp_path / "events2.parquet")
+    a = build_features(tmp_path / "leads.parquet", tmp_path / "events.parquet", tmp_path / "a", PARAMS)
+    b = build_features(tmp_path / "leads.parquet", tmp_path / "events2.parquet", tmp_path / "b", PARAMS)
+    pd.testing.assert_frame_equal(pd.read_parquet(a.features), pd.read_parquet(b.features))
+
+
+def test_an_event_exactly_a_window_old_counts_in_every_windowed_feature(tmp_path):
+    _hand_made(tmp_path)
+    events = pd.read_parquet(tmp_path / "events.parquet")
+    edge = pd.DataFrame({"lead_id": ["L1"], "timestamp": [AS_OF - pd.Timedelta(days=30)],
+                         "event_type": ["demo_request"], "asset": [None], "percent_watched": [None]})
+    pd.concat([events, edge]).to_parquet(tmp_path / "events2.parquet")
+    b = build_features(tmp_path / "leads.parquet", tmp_path / "events2.parquet", tmp_path / "b", PARAMS)
+    l1 = pd.read_parquet(b.features).set_index("lead_id").loc["L1"]
+    assert l1["demo_request_30d"] == 1 and l1["active_days_30d"] == 6
+
+
+def test_as_of_with_a_utc_offset_is_honoured(tmp_path):
+    _hand_made(tmp_path)
+    utc = build_features(tmp_path / "leads.parquet", tmp_path / "events.parquet", tmp_path / "u", PARAMS,
+                         as_of="2025-01-31T00:00:00")
+    offset = build_features(tmp_path / "leads.parquet", tmp_path / "events.parquet", tmp_path / "o", PARAMS,
+                            as_of="2025-01-31T02:00:00+02:00")
+    pd.testing.assert_frame_equal(pd.read_parquet(utc.features), pd.read_parquet(offset.features))

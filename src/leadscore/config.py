@@ -104,6 +104,27 @@ class BaselineParams(_Section):
         return self
 
 
+class ScoringParams(_Section):
+    base_points: float = 50
+    base_probability: float = Field(0.10, gt=0, lt=1)
+    points_to_double_odds: float = Field(10, gt=0)
+    bands: dict[str, float] = Field(default_factory=lambda: {"A": 75, "B": 60, "C": 45})
+    fit_grades: dict[str, float] = Field(default_factory=lambda: {"A": 8, "B": 0, "C": -8})
+    engagement_grades: dict[str, float] = Field(default_factory=lambda: {"1": 15, "2": 0, "3": -15})
+    mql_policy: Literal["capacity", "min_conversion", "expected_value"] = "capacity"
+    capacity_per_week: float = Field(30, gt=0)
+    capacity_headroom: float = Field(0.9, gt=0, le=1)
+    min_conversion: float = Field(0.35, gt=0, lt=1)
+    deal_value: float = Field(20000, gt=0)
+    touch_cost: float = Field(400, gt=0)
+    top_reasons: int = Field(3, ge=1, le=10)
+
+    @field_validator("fit_grades", "engagement_grades", "bands", mode="before")
+    @classmethod
+    def _keys_as_text(cls, v):
+        return {str(k): float(x) for k, x in (v or {}).items()}
+
+
 class MlflowParams(_Section):
     experiment: str = "leadscore"
     registered_model: str = "leadscore"
@@ -118,6 +139,7 @@ class Params(_Section):
     split: SplitParams = SplitParams()
     train: TrainParams = TrainParams()
     baseline: BaselineParams = BaselineParams()
+    scoring: ScoringParams = ScoringParams()
     mlflow: MlflowParams = MlflowParams()
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)

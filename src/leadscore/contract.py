@@ -50,6 +50,8 @@ EVENT_COLUMNS = {
     "percent_watched": ("amount", False),
 }
 REJECT_COLUMNS = ["file", "row", "lead_id", "column", "reason", "value"]
+# Text that CRMs and spreadsheets write for "no value".
+NULL_STRINGS = ("", "NULL", "null", "Null", "N/A", "n/a", "NA", "#N/A", "None", "none", "NaN", "nan", "-")
 EXAMPLES = 5
 
 
@@ -91,9 +93,12 @@ def _canonical(name: str) -> str:
 
 def _check_columns(columns, spec: dict, file: str, required_extra=()) -> dict[str, str]:
     """Map the file's column names to the contract's; raise naming every missing required column."""
-    by_canon = {}
+    by_canon: dict[str, str] = {}
     for c in columns:
-        by_canon.setdefault(_canonical(c), c)
+        key = _canonical(c)
+        if key in by_canon and key in spec:
+            raise ContractError(f"{file}: columns '{by_canon[key]}' and '{c}' both mean '{key}'; keep one of them")
+        by_canon.setdefault(key, c)
     missing = [c for c, (_, req) in spec.items() if (req or c in required_extra) and c not in by_canon]
     if missing:
         hints = []
@@ -115,7 +120,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
         if suffix in (".csv", ".txt", ".gz"):
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=list(NULL_STRINGS))
     except Exception as exc:  # unreadable file: say which, and why
         raise ContractError(f"{path}: cannot be read as {suffix[1:]}: {exc}") from exc
     raise ContractError(f"{path}: unsupported file type '{suffix}'; use CSV or Parquet")
@@ -156,7 +161,9 @@ def parse_timestamp(values: pd.Series) -> tuple[pd.Series, pd.Series]:
         return ts.astype("datetime64[us]"), pd.Series(False, index=values.index)
     s = values.astype("string").str.strip()
     present = s.notna() & (s != "")
-    ts = pd.to_datetime(s.where(present), errors="coerce", utc=True, format="mixed")
+    # ISO 8601 only, as for the event log: a guessed format would read 01/02 as 2 January in one row
+    # and 13/01 as 13 January in the next, silently.
+    ts = pd.to_datetime(s.where(present), errors="coerce", utc=True, format="ISO8601")
     ts = ts.dt.tz_localize(None).astype("datetime64[us]")
     return ts, present & ts.isna()
 
@@ -211,6 +218,8 @@ def validate_leads(path: str | Path, require_outcome: bool = True) -> tuple[pd.D
     path = Path(path)
     file = str(path)
     raw = _read_table(path)
+    if raw.empty:
+        raise ContractError(f"{file}: the file has no data rows")
     cols = _check_columns(raw.columns, LEAD_COLUMNS, file,
                           required_extra=("outcome", "outcome_at") if require_outcome else ())
     report = FileReport(file=file, rows_in=len(raw))
@@ -244,6 +253,8 @@ def validate_leads(path: str | Path, require_outcome: bool = True) -> tuple[pd.D
                 report.warnings = {k: v for k, v in report.warnings.items() if v}
                 df.loc[bad | negative, name] = np.nan
         else:
+            if kind == "id" and pd.api.types.is_float_dtype(col):
+                col = col.astype("Int64")  # 17.0 → "17", as the event log writes it
             s = col.astype("string").str.strip()
             df[name] = s.where(s != "").astype("str")
 
@@ -290,7 +301,9 @@ def _duckdb_source(path: Path) -> str:
     if suffix in (".parquet", ".pq"):
         return f"(SELECT file_row_number + 1 AS _row, * FROM read_parquet('{p}', file_row_number=true))"
     if suffix in (".csv", ".txt", ".gz"):
-        return f"(SELECT row_number() OVER () AS _row, * FROM read_csv('{p}', all_varchar=true, header=true))"
+        nulls = ", ".join("'" + v + "'" for v in NULL_STRINGS)
+        return (f"(SELECT row_number() OVER () AS _row, * FROM read_csv('{p}', all_varchar=true, header=true, "
+                f"nullstr=[{nulls}]))")
     raise ContractError(f"{path}: unsupported file type '{suffix}'; use CSV or Parquet")
 
 
@@ -315,36 +328,49 @@ def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.Da
     con.execute("SET TimeZone = 'UTC'")
     src = _duckdb_source(path)
     try:
-        columns = [c for c in con.sql(f"SELECT * FROM {src} LIMIT 0").columns if c != "_row"]
+        probe = con.sql(f"SELECT * FROM {src} LIMIT 0")
+        types = dict(zip(probe.columns, map(str, probe.types)))
     except duckdb.Error as exc:
         raise ContractError(f"{path}: cannot be read: {exc}") from exc
+    columns = [c for c in types if c != "_row"]
     cols = _check_columns(columns, EVENT_COLUMNS, file)
     q = lambda c: '"' + cols[c].replace('"', '""') + '"'  # noqa: E731
 
+    id_type = types.get(cols["lead_id"], "VARCHAR")
+    id_sql = (f"CAST(TRY_CAST({q('lead_id')} AS BIGINT) AS VARCHAR)" if id_type in ("DOUBLE", "FLOAT")
+              else f"CAST({q('lead_id')} AS VARCHAR)")
     con.register("_valid_leads", leads[["lead_id"]])
     con.register("_rejected_leads", rejected_leads[["lead_id"]].dropna().drop_duplicates())
     known = ", ".join(f"'{t}'" for t in EVENT_TYPE_NAMES)
     opt = {c: (f"TRY_CAST({q(c)} AS DOUBLE)" if c in cols else "NULL::DOUBLE") for c in ("duration_s", "percent_watched")}
+    unreadable = {c: (f"{q(c)} IS NOT NULL AND TRY_CAST({q(c)} AS DOUBLE) IS NULL" if c in cols else "false")
+                  for c in ("duration_s", "percent_watched")}
     asset = f"NULLIF(trim(CAST({q('asset')} AS VARCHAR)), '')" if "asset" in cols else "NULL::VARCHAR"
-    con.execute(f"""
+    scan = f"""
         CREATE OR REPLACE TEMP TABLE _ev AS
         SELECT _row,
-               NULLIF(trim(CAST({q('lead_id')} AS VARCHAR)), '') AS lead_id,
+               NULLIF(trim({id_sql}), '') AS lead_id,
                CAST({q('timestamp')} AS VARCHAR) AS raw_timestamp,
                {_ts_sql(q('timestamp'))} AS timestamp,
                CAST({q('event_type')} AS VARCHAR) AS raw_event_type,
                regexp_replace(lower(trim(CAST({q('event_type')} AS VARCHAR))), '[^a-z0-9]+', '_', 'g') AS event_type,
                {asset} AS asset,
                {opt['duration_s']} AS duration_s,
-               {opt['percent_watched']} AS percent_watched
+               {opt['percent_watched']} AS percent_watched,
+               {unreadable['duration_s']} AS bad_duration_text,
+               {unreadable['percent_watched']} AS bad_pct_text
         FROM {src}
-    """)
+    """
+    try:
+        con.execute(scan)
+    except duckdb.Error as exc:  # e.g. a malformed line far into a CSV
+        raise ContractError(f"{path}: cannot be read as a table: {exc}") from exc
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _ev_checked AS
         SELECT e.*,
           CASE
             WHEN e.lead_id IS NULL THEN 'lead_id is missing'
-            WHEN r.lead_id IS NOT NULL THEN 'lead was rejected in the leads file'
+            WHEN v.lead_id IS NULL AND r.lead_id IS NOT NULL THEN 'lead was rejected in the leads file'
             WHEN v.lead_id IS NULL THEN 'lead_id not found in the leads file'
             WHEN e.timestamp IS NULL AND nullif(trim(e.raw_timestamp), '') IS NULL THEN 'timestamp is missing'
             WHEN e.timestamp IS NULL THEN 'timestamp is not a readable timestamp'
@@ -352,7 +378,7 @@ def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.Da
             WHEN e.event_type NOT IN ({known}) THEN 'unknown event_type'
           END AS reason,
           CASE
-            WHEN e.lead_id IS NULL OR r.lead_id IS NOT NULL OR v.lead_id IS NULL THEN 'lead_id'
+            WHEN e.lead_id IS NULL OR v.lead_id IS NULL THEN 'lead_id'
             WHEN e.timestamp IS NULL THEN 'timestamp'
             ELSE 'event_type'
           END AS reason_column
@@ -378,7 +404,9 @@ def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.Da
     counts = con.sql("""
         SELECT count(*) AS n, count(*) FILTER (WHERE reason IS NULL) AS ok,
                count(*) FILTER (WHERE reason IS NULL AND duration_s < 0) AS bad_duration,
-               count(*) FILTER (WHERE reason IS NULL AND NOT percent_watched BETWEEN 0 AND 100) AS bad_pct
+               count(*) FILTER (WHERE reason IS NULL AND NOT percent_watched BETWEEN 0 AND 100) AS bad_pct,
+               count(*) FILTER (WHERE reason IS NULL AND bad_duration_text) AS text_duration,
+               count(*) FILTER (WHERE reason IS NULL AND bad_pct_text) AS text_pct
         FROM _ev_checked""").fetchall()[0]
     report = FileReport(file=file, rows_in=counts[0], rows_valid=counts[1], rows_rejected=len(rejects),
                         rejected_by_reason=rejects["reason"].value_counts().to_dict(),
@@ -387,6 +415,10 @@ def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.Da
         report.warnings["duration_s: negative, set to missing"] = counts[2]
     if counts[3]:
         report.warnings["percent_watched: outside 0-100, set to missing"] = counts[3]
+    if counts[4]:
+        report.warnings["duration_s: not a number, set to missing"] = counts[4]
+    if counts[5]:
+        report.warnings["percent_watched: not a number, set to missing"] = counts[5]
     con.execute("DROP TABLE _ev; DROP TABLE _ev_checked")
     report.check_reconciled()
     return rejects[REJECT_COLUMNS], report

@@ -217,6 +217,8 @@ def _behavior_sql(params: FeatureParams) -> str:
         lo, hi = 64 * i, min(64 * (i + 1), wmax)
         masks.append(f"bit_or(CASE WHEN day_ago >= {lo} AND day_ago < {hi} "
                      f"THEN (1::UBIGINT) << (day_ago - {lo})::UBIGINT ELSE 0::UBIGINT END) AS day_mask_{i}")
+    # An event exactly wmax days old is inside the window (as the counts have it): it falls on the last day.
+    day_ago_sql = f"least(CAST(floor({age_days}) AS BIGINT), {wmax - 1})"
     late = _sql_list([e.name for e in FEATURE_EVENT_TYPES if e.stage == LATE_FUNNEL])
     stage_case = "CASE " + " ".join(f"WHEN event_type = '{e.name}' THEN {STAGE_RANK[e.stage]}"
                                     for e in FEATURE_EVENT_TYPES) + " ELSE 0 END"
@@ -228,9 +230,11 @@ def _behavior_sql(params: FeatureParams) -> str:
     return f"""
         WITH ev AS (
             SELECT e.lead_id, e.event_type, e.timestamp, s.as_of, e.asset, e.percent_watched,
-                   CAST(floor({age_days}) AS BIGINT) AS day_ago, {age_days} AS age_days
+                   CASE WHEN e.timestamp >= s.as_of - INTERVAL '{wmax} days' THEN {day_ago_sql} END AS day_ago,
+                   {age_days} AS age_days
             FROM _events e JOIN _snap s ON e.lead_id = s.lead_id
             WHERE e.timestamp < s.as_of AND s.excluded_because IS NULL
+              AND e.event_type IN ({_sql_list(e.name for e in FEATURE_EVENT_TYPES)})
         ), per_type AS (
             SELECT lead_id, event_type,
                    {windowed},
@@ -265,13 +269,14 @@ def _account_sql(params: FeatureParams) -> str:
         ), colleague AS (
             SELECT s.lead_id, s.account_key, s.created_at FROM _snap_all s JOIN multi USING (account_key)
         ), activity AS (
-            SELECT e.lead_id, c.account_key, min(e.timestamp) AS first_ts, max(e.timestamp) AS last_ts
+            SELECT e.lead_id, c.account_key, c.created_at, min(e.timestamp) AS first_ts, max(e.timestamp) AS last_ts
             FROM _events e JOIN colleague c ON e.lead_id = c.lead_id
-            GROUP BY e.lead_id, c.account_key, floor(epoch(e.timestamp) / {week})
+            WHERE e.event_type IN ({_sql_list(e.name for e in FEATURE_EVENT_TYPES)})
+            GROUP BY e.lead_id, c.account_key, c.created_at, floor(epoch(e.timestamp) / {week})
         ), engaged AS (
             SELECT s.lead_id, count(DISTINCT a.lead_id) AS engaged_stakeholders
             FROM _snap s JOIN activity a ON a.account_key = s.account_key AND a.lead_id <> s.lead_id
-            WHERE s.excluded_because IS NULL
+            WHERE s.excluded_because IS NULL AND a.created_at < s.as_of  -- a colleague unknown at as_of cannot count
               AND a.first_ts < s.as_of AND a.last_ts >= s.as_of - INTERVAL '{w} days'
             GROUP BY s.lead_id
         ), known AS (
@@ -293,6 +298,12 @@ class FeatureBuild:
     rows: int
     excluded: int
     export_at: pd.Timestamp
+
+
+def to_utc_naive(value) -> pd.Timestamp:
+    """A moment as naive UTC (the data's convention); an offset such as +02:00 is honoured."""
+    ts = pd.Timestamp(value)
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
 
 
 def connect(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -334,12 +345,12 @@ def build_features(leads_path, events_path, out_dir, params: FeatureParams, prio
                     "NULL::VARCHAR AS domain WHERE false")
 
     if params.export_at:
-        export_at = pd.Timestamp(params.export_at)
+        export_at = to_utc_naive(params.export_at)
     else:  # the export was taken when its newest record was written
         export_at = pd.Timestamp(con.sql(
             "SELECT greatest((SELECT max(created_at) FROM _leads), (SELECT max(outcome_at) FROM _leads), "
             "(SELECT max(timestamp) FROM _events)) + INTERVAL '1 second'").fetchall()[0][0])
-    as_of_ts = pd.Timestamp(as_of) if as_of is not None else None
+    as_of_ts = to_utc_naive(as_of) if as_of is not None else None
     con.execute(f"CREATE OR REPLACE TEMP TABLE _snap_all AS {_snapshot_sql(params, as_of_ts, export_at)}")
     con.execute("CREATE OR REPLACE TEMP VIEW _snap AS SELECT * FROM _snap_all")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _behavior AS {_behavior_sql(params)}")

@@ -57,25 +57,30 @@ def run_features(params: Params, validated_dir: str | Path, out_dir: str | Path,
 
 
 def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, reports_dir: str | Path,
-              log_to_mlflow: bool = True) -> dict:
-    """Split by time, train and calibrate LightGBM, fit the rule baseline's probability map, evaluate
-    both (and the truth, on synthetic data) on the test quarter, write metrics/plots/model, log to MLflow."""
+              outputs_dir: str | Path = "outputs", log_to_mlflow: bool = True) -> dict:
+    """Split by time; train and calibrate LightGBM; fit the rule baseline's probability map; choose the
+    MQL threshold on the calibration period; evaluate, score and explain the test quarter (model,
+    baseline and, on synthetic data, the truth); write metrics, plots, tables, the report and the
+    scorer; log it all to MLflow and register the scorer."""
     import joblib
+    import matplotlib.pyplot as plt
     import numpy as np
 
-    from leadscore import evaluate
+    from leadscore import evaluate, explain, report
     from leadscore.baseline import RuleBaseline
     from leadscore.model import time_split, train_model
+    from leadscore.scoring import LeadScorer, PointsScale, choose_threshold, threshold_table
 
     features_path = Path(features_dir) / "features.parquet"
-    models_dir, reports_dir = Path(models_dir), Path(reports_dir)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    reports_dir.mkdir(parents=True, exist_ok=True)
+    models_dir, reports_dir, outputs_dir = Path(models_dir), Path(reports_dir), Path(outputs_dir)
+    for d in (models_dir, reports_dir, outputs_dir, reports_dir / "figures"):
+        d.mkdir(parents=True, exist_ok=True)
     table, meta = features.load_feature_table(features_path)
     split = time_split(table, params.split)
     model = train_model(split, meta, params.train, params.seed)
     baseline = RuleBaseline(params.baseline).fit(split.calibration, split.calibration["label"])
 
+    # --- the model against the baseline (and the truth) on the test quarter
     test = split.test
     y = test["label"].to_numpy()
     scores = {"model": model.predict_proba(test), "baseline": baseline.predict_proba(test)[:, 1],
@@ -89,41 +94,108 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
     deciles = pd.concat([evaluate.decile_table(y, p).assign(scorer=name) for name, p in scores.items()])
     for m in metrics.values():
         m.pop("win_rate_by_decile")
-    mql = baseline.predict(test).astype(bool)
-    metrics["baseline"].update(mql_share=float(mql.mean()), mql_win_rate=float(y[mql].mean()) if mql.any() else 0.0)
     if "truth" in metrics:
         metrics["model"]["auc_share_of_truth"] = metrics["model"]["roc_auc"] / metrics["truth"]["roc_auc"]
     metrics["split"] = {k: v for k, v in split.boundaries.items() if not k.endswith(("_from", "_to"))}
     metrics["calibration"] = {k: v for k, v in model.info["calibration"].items() if k != "method"}
     metrics["model"]["best_iteration"] = model.info["best_iteration"]
 
+    # --- points, the MQL threshold (chosen on the calibration period: the most recent volume before
+    # the test quarter), bands, grades and reasons
+    sp = params.scoring
+    scale = PointsScale(sp.base_points, sp.base_probability, sp.points_to_double_odds)
+    cal = split.calibration
+    cal_margin = model.raw_margin(cal)
+    cal_points = np.clip(scale.points(model.calibrator.calibrated_margin(cal_margin)), 0, 100)
+    cal_table = threshold_table(cal_points, model.calibrator.predict(cal_margin), params.split.calibration_days / 7,
+                                deal_value=sp.deal_value, touch_cost=sp.touch_cost)
+    threshold, reason = choose_threshold(cal_table, sp, scale)
+    scorer = LeadScorer(model, sp, threshold, reason)
+    exp = scorer.explain(test)
+    scored = scorer.score(test, explanation=exp)
+    additivity = np.abs(exp.base_points + exp.contributions.sum(axis=1) + exp.cap - exp.points)
+    weeks = params.split.test_days / 7
+    test_table = threshold_table(exp.points, exp.probability, weeks, y, sp.deal_value, sp.touch_cost)
+    frame = scored.assign(label=y)
+    band_table = (frame.groupby("band").agg(leads=("label", "size"), wins=("label", "sum"), win_rate=("label", "mean"),
+                                            mean_probability=("probability", "mean")).reset_index())
+    matrix = (frame.groupby(["fit_grade", "engagement_grade"]).agg(leads=("label", "size"), wins=("label", "sum"),
+                                                                     win_rate=("label", "mean")).reset_index())
+    mql = scored["is_mql"].to_numpy()
+    base_pts = baseline.points(test)
+    base_mql = base_pts >= params.baseline.mql_threshold
+    same_volume = np.zeros(len(y), bool)
+    same_volume[np.argsort(-base_pts, kind="stable")[: int(mql.sum())]] = True
+    compare = pd.DataFrame([
+        {"who": f"model, {threshold:.0f} points", "mqls": int(mql.sum()), "wins": int(y[mql].sum())},
+        {"who": f"baseline, {params.baseline.mql_threshold:g} points", "mqls": int(base_mql.sum()),
+         "wins": int(y[base_mql].sum())},
+        {"who": "baseline, same volume as the model", "mqls": int(same_volume.sum()), "wins": int(y[same_volume].sum())},
+    ])
+    compare["mqls_per_week"] = compare["mqls"] / weeks
+    compare["win_rate"] = compare["wins"] / compare["mqls"].clip(lower=1)
+    metrics["mql"] = {
+        "threshold": threshold, "capacity_per_week": sp.capacity_per_week,
+        "model_mqls_per_week": float(compare.loc[0, "mqls_per_week"]), "model_win_rate": float(compare.loc[0, "win_rate"]),
+        "baseline_mqls_per_week": float(compare.loc[1, "mqls_per_week"]),
+        "baseline_win_rate": float(compare.loc[1, "win_rate"]),
+        "baseline_same_volume_win_rate": float(compare.loc[2, "win_rate"]),
+        "model_share_of_wins": float(y[mql].sum() / max(y.sum(), 1)),
+    }
+    importance = explain.global_importance(exp, scorer.features)
+    shares = explain.group_shares(importance)
+    metrics["explain"] = {"max_additivity_error_points": float(additivity.max()),
+                          **{f"{g}_share": v for g, v in shares.items()}}
+
+    # --- files: metrics, plots, tables, report, models
     (reports_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    summary = {"calibration_method": model.info["calibration"]["method"], "split": split.boundaries}
+    summary = {"calibration_method": model.info["calibration"]["method"], "split": split.boundaries,
+               "mql_threshold": threshold, "mql_threshold_reason": reason}
     (reports_dir / "training.json").write_text(json.dumps(summary, indent=2))
     deciles.to_csv(reports_dir / "deciles.csv", index=False)
+    test_table.to_csv(reports_dir / "threshold_table.csv", index=False)
+    band_table.to_csv(reports_dir / "bands.csv", index=False)
+    matrix.to_csv(reports_dir / "matrix.csv", index=False)
+    compare.to_csv(reports_dir / "mql_comparison.csv", index=False)
+    importance.to_csv(reports_dir / "global_drivers.csv", index=False)
+    explanations = pd.concat([test[["lead_id", "as_of", "label"]].reset_index(drop=True),
+                              scored.reset_index(drop=True)], axis=1)
+    explanations.to_parquet(reports_dir / "explanations.parquet", index=False)
     all_curves = {name: evaluate.curves(y, p) for name, p in scores.items() if name != "model_uncalibrated"}
     evaluate.write_plot_data(all_curves, reports_dir / "plots")
-    figs = evaluate.figures(all_curves)
-    (reports_dir / "figures").mkdir(exist_ok=True)
+    figs = {**evaluate.figures(all_curves), **explain.figures(exp, test, importance)}
     for name, fig in figs.items():
-        fig.savefig(reports_dir / "figures" / f"{name}.png")
+        fig.savefig(reports_dir / "figures" / f"{name}.png", bbox_inches="tight")
+    html_page = report.render_report(
+        subtitle=(f"Test quarter {split.boundaries['test_from'][:10]} to {split.boundaries['test_to'][:10]}: "
+                  f"{len(test):,} leads, model ROC AUC {metrics['model']['roc_auc']:.3f} "
+                  f"(baseline {metrics['baseline']['roc_auc']:.3f}), calibration {summary['calibration_method']}"),
+        points=exp.points, threshold=threshold, threshold_reason=reason, bands_cfg=sp.bands, band_table=band_table,
+        matrix=matrix, threshold_tbl=test_table, mql_compare=compare, shares=shares, figs=figs,
+        leads_json=report.lead_payload(test["lead_id"], scored.reset_index(drop=True), exp))
+    report_path = outputs_dir / "report.html"
+    report_path.write_text(html_page, encoding="utf-8")
     joblib.dump(model, models_dir / "model.joblib")
+    joblib.dump(scorer, models_dir / "scorer.joblib")
     joblib.dump(baseline, models_dir / "baseline.joblib")
 
-    result = {"metrics": metrics, "summary": summary, "model_path": models_dir / "model.joblib"}
+    result = {"metrics": metrics, "summary": summary, "model_path": models_dir / "model.joblib",
+              "scorer_path": models_dir / "scorer.joblib", "report": report_path}
     if log_to_mlflow:
         from leadscore import tracking
 
+        artifacts = {reports_dir / f: "tables" for f in ("deciles.csv", "threshold_table.csv", "bands.csv", "matrix.csv",
+                                                         "mql_comparison.csv", "global_drivers.csv")}
+        artifacts.update({reports_dir / "explanations.parquet": "explanations", report_path: "report",
+                          models_dir / "baseline.joblib": "baseline"})
         logged = tracking.log_training_run(
             params=params.model_dump(by_alias=True), metrics={**metrics, "training": summary},
-            model_path=models_dir / "model.joblib",
-            input_example=tracking.model_input_example(test, model.feature_names), figures=figs,
-            artifacts={"reports": reports_dir / "deciles.csv", "baseline": models_dir / "baseline.joblib"},
-            tags={**tracking.lineage_tags(features_path), "calibration_method": summary["calibration_method"]},
+            scorer_path=models_dir / "scorer.joblib",
+            input_example=tracking.model_input_example(test, model.feature_names), figures=figs, artifacts=artifacts,
+            tags={**tracking.lineage_tags(features_path), "calibration_method": summary["calibration_method"],
+                  "mql_threshold_reason": reason},
             experiment=params.mlflow.experiment, registered_model=params.mlflow.registered_model)
         (reports_dir / "mlflow_run.json").write_text(json.dumps(logged, indent=2))
         result["mlflow"] = logged
-    import matplotlib.pyplot as plt
-
     plt.close("all")
     return result

@@ -1,4 +1,5 @@
-"""The MLflow pyfunc wrapper: a feature table in, calibrated scores out. MLflow loads it with the
+"""The MLflow pyfunc wrapper: a feature table in; probability, points, band, grades, matrix cell, MQL
+flag and reasons out (see :meth:`leadscore.scoring.LeadScorer.score`). MLflow loads it with the
 ``leadscore`` package shipped beside it (``code_paths``), so any environment with the pinned stack can
 serve the registered model."""
 
@@ -11,8 +12,8 @@ import pandas as pd
 
 class LeadScorePyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        self.model = joblib.load(context.artifacts["model"])
+        self.scorer = joblib.load(context.artifacts["scorer"])
 
     def predict(self, context, model_input, params=None):
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        return pd.DataFrame({"probability": self.model.predict_proba(frame)}, index=frame.index)
+        return self.scorer.score(frame).reset_index(drop=True)

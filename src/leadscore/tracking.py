@@ -105,10 +105,11 @@ def model_signature(example: pd.DataFrame, output: pd.DataFrame):
     return sig
 
 
-def log_training_run(*, params: dict, metrics: dict, model_path: Path, input_example: pd.DataFrame,
-                     figures: dict, artifacts: dict[str, Path], tags: dict[str, str], experiment: str,
+def log_training_run(*, params: dict, metrics: dict, scorer_path: Path, input_example: pd.DataFrame,
+                     figures: dict, artifacts: dict[Path, str], tags: dict[str, str], experiment: str,
                      registered_model: str, alias: str = "challenger") -> dict:
-    """Log params, metrics, figures, artifacts and the pyfunc model; register it with ``alias``."""
+    """Log params, metrics, figures, artifacts (path → artifact folder) and the pyfunc scorer; register
+    it with ``alias``."""
     import mlflow
     import leadscore
     from leadscore.pyfunc import LeadScorePyfunc
@@ -126,14 +127,13 @@ def log_training_run(*, params: dict, metrics: dict, model_path: Path, input_exa
         mlflow.log_dict(metrics, "metrics.json")
         for name, fig in figures.items():
             mlflow.log_figure(fig, f"plots/{name}.png")
-        for dest, path in artifacts.items():
+        for path, dest in artifacts.items():
             mlflow.log_artifact(str(path), dest)
         import joblib
 
-        model = joblib.load(model_path)
-        output = pd.DataFrame({"probability": model.predict_proba(input_example)})
+        output = joblib.load(scorer_path).score(input_example).reset_index(drop=True)
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=LeadScorePyfunc(), artifacts={"model": str(model_path)},
+            name="model", python_model=LeadScorePyfunc(), artifacts={"scorer": str(scorer_path)},
             code_paths=[str(Path(leadscore.__file__).parent)], signature=model_signature(input_example, output),
             input_example=input_example, pip_requirements=_requirements(), registered_model_name=registered_model,
         )

@@ -1,0 +1,287 @@
+"""From calibrated probability to what sales acts on: points, bands, fit × engagement grades, the MQL
+flag, and the reasons behind every score.
+
+**Points** follow a scorecard scale: ``points = offset + factor × log-odds`` with
+``factor = points_to_double_odds / ln 2`` and the offset putting ``base_points`` at
+``base_probability``; clipped to 0–100. The scale is fixed in params, so the same points mean the same
+odds after every retrain and bands and thresholds keep their meaning.
+
+**Reasons** are exact tree SHAP contributions of the model's raw margin ``m = bias + Σ φ_i``, carried
+through the calibration map ``G`` (margin → calibrated log-odds) by the lead's secant slope
+``s = (G(m) − G(bias)) / (m − bias)``: ``G(m) = G(bias) + Σ s·φ_i`` holds exactly, so base points plus
+the reasons' points equal the lead's points. For Platt calibration ``G`` is a straight line and ``s`` is
+its slope for every lead (no approximation at all); for isotonic calibration the secant spreads the
+lead's calibration step over its contributions in proportion (the attribution within a lead is then
+an approximation, the total is exact). Where the 0–100 clip bites, an explicit "score capped" line
+keeps the waterfall adding up.
+
+Everything is vectorised over leads: no per-lead Python loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from leadscore.config import ScoringParams
+from leadscore.features import ACCOUNT, BEHAVIOR, FIT, Feature
+from leadscore.model import LeadScoreModel
+
+CAP_FEATURE = "_score_cap"
+
+
+# ----------------------------------------------------------------------------- the points scale
+@dataclass(frozen=True)
+class PointsScale:
+    base_points: float
+    base_probability: float
+    points_to_double_odds: float
+
+    @property
+    def factor(self) -> float:
+        return self.points_to_double_odds / math.log(2)
+
+    @property
+    def offset(self) -> float:
+        p = self.base_probability
+        return self.base_points - self.factor * math.log(p / (1 - p))
+
+    def points(self, log_odds) -> np.ndarray:
+        """Unclipped points of calibrated log-odds."""
+        return self.offset + self.factor * np.asarray(log_odds, float)
+
+    def log_odds(self, points) -> np.ndarray:
+        return (np.asarray(points, float) - self.offset) / self.factor
+
+    def probability(self, points) -> np.ndarray:
+        return 1 / (1 + np.exp(-self.log_odds(points)))
+
+
+def grade(values: np.ndarray, cuts: dict[str, float], last: str) -> np.ndarray:
+    """The first label whose cut ``values`` reach (cuts in decreasing order), else ``last``."""
+    ordered = sorted(cuts.items(), key=lambda kv: -kv[1])
+    return np.select([values >= c for _, c in ordered], [k for k, _ in ordered], default=last).astype(object)
+
+
+# ----------------------------------------------------------------------------- explanations
+def margin_contributions(model: LeadScoreModel, X: pd.DataFrame, engine: str = "lightgbm") -> np.ndarray:
+    """Exact tree SHAP contributions of the raw margin, (n, features + 1), bias last."""
+    prepared = model.prepare(X)
+    if engine == "fast":
+        from leadscore.treeshap import contributions
+
+        return contributions(model.booster, prepared, engine="fast")
+    return model.booster.predict(prepared, pred_contrib=True)
+
+
+@dataclass
+class Explanation:
+    """Per-lead points: ``base + contributions.sum(1) + cap == points`` (to float rounding)."""
+
+    base_points: float
+    contributions: np.ndarray  # (n, features) in points
+    cap: np.ndarray  # (n,) points removed or added by the 0–100 clip
+    points: np.ndarray  # (n,) clipped points
+    probability: np.ndarray  # (n,) calibrated probability
+    feature_names: list[str]
+
+
+def explain_points(model: LeadScoreModel, scale: PointsScale, X: pd.DataFrame, engine: str = "lightgbm") -> Explanation:
+    contrib = margin_contributions(model, X, engine)
+    phi, bias = contrib[:, :-1], contrib[:, -1]
+    margin = phi.sum(axis=1) + bias
+    G = model.calibrator.calibrated_margin
+    g_m, g_0 = G(margin), G(bias)
+    delta = margin - bias
+    tiny = np.abs(delta) < 1e-9
+    h = 1e-4
+    slope_at_bias = (G(bias + h) - G(bias - h)) / (2 * h)
+    s = np.where(tiny, slope_at_bias, (g_m - g_0) / np.where(tiny, 1.0, delta))
+    base = scale.points(g_0)
+    raw_points = scale.points(g_m)
+    points = np.clip(raw_points, 0, 100)
+    probability = model.calibrator.predict(margin)
+    return Explanation(base_points=float(base[0]) if len(base) else float(scale.points(G(np.zeros(1)))[0]), contributions=scale.factor * s[:, None] * phi,
+                       cap=points - raw_points, points=points, probability=probability,
+                       feature_names=list(model.feature_names))
+
+
+def _value_text(feature: Feature, values: np.ndarray) -> np.ndarray:
+    """The value as a sentence shows it, vectorised over leads."""
+    s = pd.Series(values, dtype=object)
+    missing = s.isna().to_numpy()
+    if feature.value_labels:
+        labels = {str(k): v for k, v in feature.value_labels.items()}
+        mapped = s.astype(str).map(labels).fillna(s.astype(str))
+        out = mapped.to_numpy(dtype=object)
+    elif feature.kind == "numeric":
+        v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+        r = np.round(np.nan_to_num(v))
+        whole = np.abs(np.nan_to_num(v) - r) < 0.05
+        out = np.where(whole, r.astype(np.int64).astype(str), np.char.mod("%.1f", np.nan_to_num(v))).astype(object)
+    else:
+        out = s.astype(str).str.replace("_", " ").to_numpy(dtype=object)
+    out[missing] = "unknown"
+    return out
+
+
+def sentences(features: list[Feature], X: pd.DataFrame, index: np.ndarray) -> np.ndarray:
+    """Sentence per (lead, chosen feature): ``index`` is (n, k) feature positions, -1 for none."""
+    out = np.full(index.shape, "", dtype=object)
+    for j, f in enumerate(features):
+        rows, slots = np.nonzero(index == j)
+        if not len(rows):
+            continue
+        prefix, _, suffix = f.description.partition("{value}")
+        text = _value_text(f, X[f.name].to_numpy()[rows])
+        full = (prefix + pd.Series(text, dtype=object) + suffix).str.strip()
+        out[rows, slots] = (full.str[:1].str.upper() + full.str[1:]).to_numpy(dtype=object)
+    return out
+
+
+def _json_escape(values) -> pd.Series:
+    s = pd.Series(values, dtype=object).astype(str)
+    for a, b in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+        s = s.str.replace(a, b, regex=False)
+    return s
+
+
+def reasons_json(names: np.ndarray, texts: np.ndarray, pts: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """A JSON list per lead of {feature, sentence, points}; valid slots must come first."""
+    n, k = valid.shape
+    acc = pd.Series([""] * n, dtype=object)
+    for slot in range(k):
+        frag = ('{"feature": "' + _json_escape(names[:, slot]) + '", "sentence": "' + _json_escape(texts[:, slot])
+                + '", "points": ' + pd.Series(np.char.mod("%.1f", pts[:, slot]), dtype=object) + "}")
+        joined = np.where(acc == "", frag, acc + ", " + frag)
+        acc = pd.Series(np.where(valid[:, slot], joined, acc), dtype=object)
+    return ("[" + acc + "]").to_numpy(dtype=object)
+
+
+def top_reasons(exp: Explanation, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Indices and points of the k strongest positive and k strongest negative contributions."""
+    c = exp.contributions
+    k = min(k, c.shape[1])
+    pos_part = np.argpartition(-c, k - 1, axis=1)[:, :k]
+    neg_part = np.argpartition(c, k - 1, axis=1)[:, :k]
+    rows = np.arange(len(c))[:, None]
+    pos = pos_part[rows, np.argsort(-c[rows, pos_part], axis=1, kind="stable")]
+    neg = neg_part[rows, np.argsort(c[rows, neg_part], axis=1, kind="stable")]
+    return pos, c[rows, pos], neg, c[rows, neg]
+
+
+def pushed_over(exp: Explanation, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """For leads at or over ``threshold``: the smallest set of positive reasons without which the
+    lead would fall under it (the largest ones first). Returns (n, m) indices and a validity mask."""
+    c = exp.contributions
+    order = np.argsort(-c, axis=1, kind="stable")
+    sorted_c = np.take_along_axis(c, order, axis=1)
+    remaining = exp.points[:, None] - np.cumsum(np.maximum(sorted_c, 0), axis=1)
+    falls = (remaining < threshold) & (sorted_c > 0)
+    over = exp.points >= threshold
+    need = np.where(falls.any(axis=1), falls.argmax(axis=1) + 1, 0)  # 0: no set of reasons suffices
+    need = np.where(over, need, 0)
+    m = max(int(need.max(initial=0)), 1)
+    valid = np.arange(m)[None, :] < need[:, None]
+    return order[:, :m], valid
+
+
+# ----------------------------------------------------------------------------- the scorer
+class LeadScorer:
+    """The registered artefact: model, points scale, bands, grades and the chosen MQL threshold.
+    ``score`` turns a feature table into everything sales and marketing read."""
+
+    def __init__(self, model: LeadScoreModel, params: ScoringParams, mql_threshold: float, threshold_reason: str = "",
+                 explain_engine: str = "lightgbm"):
+        if explain_engine not in ("lightgbm", "fast"):
+            raise ValueError(f"explain engine must be 'lightgbm' or 'fast', not {explain_engine!r}")
+        self.model = model
+        self.params = params
+        self.scale = PointsScale(params.base_points, params.base_probability, params.points_to_double_odds)
+        self.mql_threshold = float(mql_threshold)
+        self.threshold_reason = threshold_reason
+        self.explain_engine = explain_engine
+        self.features = [Feature(**{**m, "sql": ""}) for m in model.metadata]
+
+    def explain(self, X: pd.DataFrame, engine: str | None = None) -> Explanation:
+        return explain_points(self.model, self.scale, X, engine or self.explain_engine)
+
+    def group_points(self, exp: Explanation) -> dict[str, np.ndarray]:
+        groups = np.array([f.group for f in self.features])
+        return {g: exp.contributions[:, groups == g].sum(axis=1) for g in (FIT, BEHAVIOR, ACCOUNT)}
+
+    def score(self, X: pd.DataFrame, engine: str | None = None, explanation: Explanation | None = None) -> pd.DataFrame:
+        """probability, points, band, fit_grade, engagement_grade, matrix_cell, is_mql, reasons, pushed_over_mql."""
+        exp = explanation if explanation is not None else self.explain(X, engine)
+        p = self.params
+        by_group = self.group_points(exp)
+        fit_grade = grade(by_group[FIT], p.fit_grades, "D")
+        engagement = grade(by_group[BEHAVIOR] + by_group[ACCOUNT], p.engagement_grades, "4")
+        names = np.array(exp.feature_names, dtype=object)
+        pos, pos_pts, neg, neg_pts = top_reasons(exp, p.top_reasons)
+        pos_valid, neg_valid = pos_pts > 0.05, neg_pts < -0.05
+        pos_json = reasons_json(names[pos], sentences(self.features, X, np.where(pos_valid, pos, -1)), pos_pts, pos_valid)
+        neg_json = reasons_json(names[neg], sentences(self.features, X, np.where(neg_valid, neg, -1)), neg_pts, neg_valid)
+        push_idx, push_valid = pushed_over(exp, self.mql_threshold)
+        push_pts = np.take_along_axis(exp.contributions, push_idx, axis=1)
+        push_json = reasons_json(names[push_idx], sentences(self.features, X, np.where(push_valid, push_idx, -1)),
+                                 push_pts, push_valid)
+        out = pd.DataFrame({
+            "probability": exp.probability,
+            "points": np.round(exp.points, 1),
+            "band": grade(exp.points, p.bands, "D"),
+            "fit_grade": fit_grade,
+            "engagement_grade": engagement,
+            "matrix_cell": fit_grade + engagement,
+            "is_mql": exp.points >= self.mql_threshold,
+            "reasons": '{"positive": ' + pd.Series(pos_json, dtype=object) + ', "negative": '
+                       + pd.Series(neg_json, dtype=object) + "}",
+            "pushed_over_mql": push_json,
+        }, index=X.index)
+        return out
+
+
+# ----------------------------------------------------------------------------- the MQL threshold
+def threshold_table(points: np.ndarray, probability: np.ndarray, weeks: float, y: np.ndarray | None = None,
+                    deal_value: float = 0.0, touch_cost: float = 0.0) -> pd.DataFrame:
+    """For every whole-point threshold 0–100: MQLs per week, expected (and observed) win rate, share
+    of wins captured and expected value per week."""
+    t = np.arange(0, 101)
+    order = np.argsort(-points, kind="stable")
+    sp, pp = points[order], probability[order]
+    n_over = np.searchsorted(-sp, -t, side="right")  # leads with points >= t
+    cum_p = np.concatenate([[0.0], np.cumsum(pp)])
+    table = pd.DataFrame({"threshold": t, "mqls": n_over, "mqls_per_week": n_over / weeks,
+                          "expected_win_rate": np.where(n_over > 0, cum_p[n_over] / np.maximum(n_over, 1), np.nan),
+                          "expected_value_per_week": (cum_p[n_over] * deal_value - n_over * touch_cost) / weeks})
+    if y is not None:
+        cum_y = np.concatenate([[0.0], np.cumsum(np.asarray(y, float)[order])])
+        table["observed_win_rate"] = np.where(n_over > 0, cum_y[n_over] / np.maximum(n_over, 1), np.nan)
+        table["share_of_wins"] = cum_y[n_over] / max(cum_y[-1], 1)
+    return table
+
+
+def choose_threshold(table: pd.DataFrame, params: ScoringParams, scale: PointsScale) -> tuple[float, str]:
+    """The MQL threshold by the policy in params, with the reason in words."""
+    if params.mql_policy == "capacity":
+        limit = params.capacity_per_week * params.capacity_headroom
+        ok = table[table["mqls_per_week"] <= limit]
+        t = float(ok["threshold"].min()) if len(ok) else 100.0
+        row = table.set_index("threshold").loc[t]
+        return t, (f"capacity: sales can work {params.capacity_per_week:g} MQLs a week; planning for "
+                   f"{params.capacity_headroom:.0%} of that, {t:.0f} points is the lowest threshold that sends at most "
+                   f"{limit:.1f} a week ({row['mqls_per_week']:.1f} at recent volume, expected win rate "
+                   f"{row['expected_win_rate']:.0%})")
+    if params.mql_policy == "min_conversion":
+        ok = table[table["expected_win_rate"] >= params.min_conversion]
+        t = float(ok["threshold"].min()) if len(ok) else 100.0
+        row = table.set_index("threshold").loc[t]
+        return t, (f"min_conversion: {t:.0f} points is the lowest threshold whose MQLs are expected to win at least "
+                   f"{params.min_conversion:.0%} ({row['expected_win_rate']:.0%}, {row['mqls_per_week']:.1f} MQLs a week)")
+    breakeven = params.touch_cost / params.deal_value
+    t = float(np.clip(np.ceil(scale.points(math.log(breakeven / (1 - breakeven)))), 0, 100))
+    return t, (f"expected_value: working a lead pays when its win probability exceeds touch cost / deal value = "
+               f"{params.touch_cost:g} / {params.deal_value:g} = {breakeven:.1%}, i.e. from {t:.0f} points")

@@ -1,8 +1,10 @@
 """The commands users and DVC call: outputs, reconciled counts, exit codes."""
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -88,12 +90,19 @@ def test_dvc_repro_on_a_fresh_clone_then_nothing_to_do(tmp_path):
     """`dvc repro` builds data/ from scratch; a second run finds everything up to date."""
     work = tmp_path / "repo"
     shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".venv", "data", ".git", "*.pyc", ".pytest_cache",
-                                                              "mlruns", "mlflow.db", "reports", "outputs"))
+                                                              "mlruns", "mlflow.db", "reports", "outputs",
+                                                              "models", "cache", "tmp"))
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["synth"].update(n_leads=300, events_per_lead=15)
+    params["synth"].update(n_leads=3000, events_per_lead=8, chunk_leads=3000)
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     dvc = str(Path(shutil.which("dvc") or ROOT / ".venv" / "bin" / "dvc"))
-    run = lambda *a: subprocess.run(a, cwd=work, capture_output=True, text=True, check=True)  # noqa: E731
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # the `leadscore` command
+    def run(*args):
+        done = subprocess.run(args, cwd=work, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done
+
     run("git", "init", "-q")
     first = run(dvc, "repro")
     assert (work / "data" / "features" / "features.parquet").exists()
@@ -102,4 +111,5 @@ def test_dvc_repro_on_a_fresh_clone_then_nothing_to_do(tmp_path):
     second = run(dvc, "repro")
     assert "up to date" in second.stdout.lower(), second.stdout
     assert (work / "data" / "features" / "features.parquet").stat().st_mtime_ns == mtime
-    assert "Running stage 'features'" in first.stdout
+    assert "Running stage 'features'" in first.stdout and "Running stage 'train'" in first.stdout
+    assert (work / "reports" / "metrics.json").exists() and (work / "outputs" / "report.html").exists()

@@ -7,23 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscore.pipeline import run_features, run_synth, run_train, run_validate
-from tests.helpers import small_params
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("train")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-    params = small_params(tmp, n_leads=4000, events_per_lead=20, chunk_leads=2000)
-    params = params.model_copy(update={"train": params.train.model_copy(update={"truth": str(tmp / "truth" / "truth.parquet")})})
-    run_synth(params, tmp / "raw", tmp / "truth")
-    run_validate(params, tmp / "validated")
-    run_features(params, tmp / "validated", tmp / "features")
-    result = run_train(params, tmp / "features", tmp / "models", tmp / "reports")
-    yield {"tmp": tmp, "params": params, "result": result}
-    mp.undo()
+from leadscore.pipeline import run_train
 
 
 def test_metrics_file_has_the_keys_dvc_and_users_read(trained):
@@ -59,9 +43,13 @@ def test_registered_pyfunc_reloads_and_gives_the_same_probabilities(trained):
     model = mlflow.pyfunc.load_model(logged["model_uri"])
     table = pd.read_parquet(trained["tmp"] / "features" / "features.parquet")
     local = joblib.load(trained["tmp"] / "models" / "model.joblib")
-    served = model.predict(table)["probability"].to_numpy()
-    np.testing.assert_allclose(served, local.predict_proba(table), rtol=0, atol=1e-12)
+    served = model.predict(table)
+    np.testing.assert_allclose(served["probability"].to_numpy(), local.predict_proba(table), rtol=0, atol=1e-12)
     assert model.metadata.get_input_schema() is not None
+    scorer = joblib.load(trained["tmp"] / "models" / "scorer.joblib")
+    pd.testing.assert_frame_equal(served, scorer.score(table).reset_index(drop=True))
+    assert list(served.columns) == ["probability", "points", "band", "fit_grade", "engagement_grade", "matrix_cell",
+                                    "is_mql", "reasons", "pushed_over_mql"]
 
 
 def test_run_holds_params_metrics_lineage_and_the_challenger_alias(trained):
@@ -82,5 +70,6 @@ def test_run_holds_params_metrics_lineage_and_the_challenger_alias(trained):
 
 def test_training_is_deterministic(trained, tmp_path):
     again = run_train(trained["params"], trained["tmp"] / "features", tmp_path / "models", tmp_path / "reports",
+                      tmp_path / "outputs",
                       log_to_mlflow=False)
     assert again["metrics"] == trained["result"]["metrics"]

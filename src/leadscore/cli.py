@@ -96,15 +96,20 @@ def train(
     params_file: Path = ParamsOpt,
     features_dir: Path = typer.Option(Path("data/features"), "--features", help="Folder written by `leadscore features`."),
     models: Path = typer.Option(Path("models"), help="Folder for the fitted model and baseline."),
-    reports: Path = typer.Option(Path("reports"), help="Folder for metrics.json, plots and figures."),
+    reports: Path = typer.Option(Path("reports"), help="Folder for metrics.json, plots, figures and tables."),
+    outputs: Path = typer.Option(Path("outputs"), help="Folder for the marketers' report (report.html)."),
     mlflow: bool = typer.Option(True, help="Log the run to MLflow and register the model as challenger."),
 ) -> None:
     """Train the calibrated LightGBM model and the rule baseline on time-based splits; evaluate both."""
     from leadscore.pipeline import run_train
 
     params = load_params(params_file)
-    with console.status("training, calibrating and evaluating"):
-        result = run_train(params, features_dir, models, reports, log_to_mlflow=mlflow)
+    try:
+        with console.status("training, calibrating, scoring and explaining"):
+            result = run_train(params, features_dir, models, reports, outputs, log_to_mlflow=mlflow)
+    except ValueError as exc:  # not enough history for the time split, and the like: the data's problem
+        console.print(f"[red]cannot train on this data[/red]\n{exc}", highlight=False)
+        raise typer.Exit(EXIT_CONTRACT) from exc
     m = result["metrics"]
     table = Table("scorer", "ROC AUC", "PR AUC", "log loss", "Brier", "ECE", "wins in top 20%",
                   title=f"test quarter ({m['split']['n_test']:,} leads)")
@@ -115,6 +120,8 @@ def train(
                           f"{r['brier']:.4f}", f"{r['ece']:.4f}", f"{r['wins_captured_top20']:.1%}")
     console.print(table)
     console.print(f"calibration: {result['summary']['calibration_method']}; metrics in {reports / 'metrics.json'}")
+    console.print(f"MQL threshold {result['summary']['mql_threshold']:.0f} points: {result['summary']['mql_threshold_reason']}")
+    console.print(f"report: {result['report']}")
     if "mlflow" in result:
         console.print(f"MLflow run {result['mlflow']['run_id']}; registered {result['mlflow']['model_uri']} "
                       f"(version {result['mlflow']['version']})")

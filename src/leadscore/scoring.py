@@ -225,20 +225,21 @@ class LeadScorer:
         pos_valid, neg_valid = pos_pts > 0.05, neg_pts < -0.05
         pos_json = reasons_json(names[pos], sentences(self.features, X, np.where(pos_valid, pos, -1)), pos_pts, pos_valid)
         neg_json = reasons_json(names[neg], sentences(self.features, X, np.where(neg_valid, neg, -1)), neg_pts, neg_valid)
-        push_idx, push_valid = pushed_over(exp, self.mql_threshold)
+        push_idx, push_valid = pushed_over(exp, self.mql_threshold - 0.05)  # consistent with the rounded flag
         push_pts = np.take_along_axis(exp.contributions, push_idx, axis=1)
         push_json = reasons_json(names[push_idx], sentences(self.features, X, np.where(push_valid, push_idx, -1)),
                                  push_pts, push_valid)
+        shown = np.round(exp.points, 1)  # bands and the MQL flag follow the points people see
         out = pd.DataFrame({
             "probability": exp.probability,
-            "points": np.round(exp.points, 1),
-            "band": grade(exp.points, p.bands, "D"),
+            "points": shown,
+            "band": grade(shown, p.bands, "D"),
             "fit_grade": fit_grade,
             "engagement_grade": engagement,
             "matrix_cell": fit_grade + engagement,
-            "is_mql": exp.points >= self.mql_threshold,
-            "reasons": '{"positive": ' + pd.Series(pos_json, dtype=object) + ', "negative": '
-                       + pd.Series(neg_json, dtype=object) + "}",
+            "is_mql": shown >= self.mql_threshold,
+            "reasons": ('{"positive": ' + pd.Series(pos_json, dtype=object) + ', "negative": '
+                        + pd.Series(neg_json, dtype=object) + "}").to_numpy(),
             "pushed_over_mql": push_json,
         }, index=X.index)
         return out

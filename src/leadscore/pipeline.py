@@ -110,7 +110,7 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
     cal_table = threshold_table(cal_points, model.calibrator.predict(cal_margin), params.split.calibration_days / 7,
                                 deal_value=sp.deal_value, touch_cost=sp.touch_cost)
     threshold, reason = choose_threshold(cal_table, sp, scale)
-    scorer = LeadScorer(model, sp, threshold, reason)
+    scorer = LeadScorer(model, sp, threshold, reason, feature_params=params.features)
     exp = scorer.explain(test)
     scored = scorer.score(test, explanation=exp)
     additivity = np.abs(exp.base_points + exp.contributions.sum(axis=1) + exp.cap - exp.points)

@@ -195,7 +195,7 @@ class LeadScorer:
     ``score`` turns a feature table into everything sales and marketing read."""
 
     def __init__(self, model: LeadScoreModel, params: ScoringParams, mql_threshold: float, threshold_reason: str = "",
-                 explain_engine: str = "lightgbm"):
+                 explain_engine: str = "lightgbm", feature_params=None):
         if explain_engine not in ("lightgbm", "fast"):
             raise ValueError(f"explain engine must be 'lightgbm' or 'fast', not {explain_engine!r}")
         self.model = model
@@ -205,6 +205,14 @@ class LeadScorer:
         self.threshold_reason = threshold_reason
         self.explain_engine = explain_engine
         self.features = [Feature(**{**m, "sql": ""}) for m in model.metadata]
+        # The feature definitions the model was trained on: batch scoring rebuilds features with them.
+        self.feature_params = feature_params
+
+    def points_only(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(probability, shown points) without explanations: one plain prediction."""
+        margin = self.model.raw_margin(X)
+        points = np.round(np.clip(self.scale.points(self.model.calibrator.calibrated_margin(margin)), 0, 100), 1)
+        return self.model.calibrator.predict(margin), points
 
     def explain(self, X: pd.DataFrame, engine: str | None = None) -> Explanation:
         return explain_points(self.model, self.scale, X, engine or self.explain_engine)

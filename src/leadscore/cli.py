@@ -1,6 +1,7 @@
 """The `leadscore` command: what users, schedulers and DVC stages call.
 
-Exit codes: 0 success, 2 bad usage, 3 input breaks the data contract.
+Exit codes: 0 success, 2 bad usage, 3 input breaks the data contract, 4 scoring refused (model schema
+mismatch, too many rejected leads).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ app = typer.Typer(help="leadscore: predictive lead scoring from CRM and marketin
                   no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
 console = Console(stderr=True)
 EXIT_CONTRACT = 3
+EXIT_BATCH = 4
 
 ParamsOpt = typer.Option(Path("params.yaml"), "--params", "-p", help="params.yaml to read.", exists=True,
                          dir_okay=False)
@@ -125,6 +127,49 @@ def train(
     if "mlflow" in result:
         console.print(f"MLflow run {result['mlflow']['run_id']}; registered {result['mlflow']['model_uri']} "
                       f"(version {result['mlflow']['version']})")
+
+
+@app.command()
+def score(
+    model: str = typer.Option("models:/leadscore@champion", help="models:/NAME@ALIAS, models:/NAME/VERSION, an MLflow "
+                                                                  "model folder, or a scorer.joblib."),
+    leads: Path = typer.Option(..., help="Leads export (CSV or Parquet) per the data contract.", exists=True),
+    events: Path = typer.Option(None, help="Event log (CSV or Parquet); omit for a leads-only export.", exists=True),
+    priority_accounts: Path = typer.Option(None, help="Priority account list (CSV or Parquet).", exists=True),
+    as_of: str = typer.Option(None, help="Score as of this moment (ISO 8601); default now."),
+    out: Path = typer.Option(..., help="Output file: .parquet or .csv. Rejects go beside it (*.rejects.csv)."),
+    chunk_size: int = typer.Option(100_000, help="Leads scored per chunk (bounds memory)."),
+    explain: str = typer.Option("all", help="Reasons for: all | mql (at or near the threshold) | changed (features "
+                                            "changed since the last run; needs --history)."),
+    history: Path = typer.Option(None, help="Append this run to a history folder and report changes since the last run."),
+    max_reject_share: float = typer.Option(0.05, help="Fail (exit 4) when more leads than this break the contract."),
+) -> None:
+    """Score every open lead of an export with a registered model: points, band, grades, MQL flag, reasons."""
+    from leadscore.batch import BatchError, load_scorer, score_leads
+    from leadscore.contract import ContractError
+
+    scorer, name, version = load_scorer(model)
+    try:
+        with _progress() as progress:
+            task = progress.add_task("scoring leads", total=None)
+            run = score_leads(scorer, leads, events, out, as_of=as_of, priority_path=priority_accounts,
+                              model_name=name, model_version=version, chunk_size=chunk_size, explain=explain,
+                              history_dir=history, max_reject_share=max_reject_share,
+                              progress=lambda n: progress.advance(task, n))
+    except ContractError as exc:
+        console.print(f"[red]input breaks the data contract[/red]\n{exc}", highlight=False)
+        raise typer.Exit(EXIT_CONTRACT) from exc
+    except BatchError as exc:
+        console.print(f"[red]scoring refused[/red]\n{exc}", highlight=False)
+        raise typer.Exit(EXIT_BATCH) from exc
+    table = Table("leads in", "scored", "not scored", "explained", "reused", title=f"{name} v{version} as of {run.as_of}")
+    table.add_row(f"{run.leads_in:,}", f"{run.scored:,}", f"{run.rejected:,}", f"{run.explained:,}", f"{run.reused:,}")
+    console.print(table)
+    for reason, n in run.rejected_by_reason.items():
+        console.print(f"  not scored: {reason}: {n:,}")
+    if run.newly_mql is not None:
+        console.print(f"{run.newly_mql:,} leads newly crossed MQL since the last run")
+    console.print(f"wrote {run.output}; not scored, with reasons: {run.rejects}")
 
 
 def main() -> None:  # pragma: no cover

@@ -1,0 +1,336 @@
+"""Batch scoring: every open lead scored, explained and written for the CRM to import.
+
+The job validates the export against the contract, builds features point in time at ``as_of`` with the
+feature definitions the model was trained with, then streams the feature table through the scorer in
+chunks (memory bounded by the chunk size, not the number of leads) into a temporary file that replaces
+the output only when everything succeeded: a crash or Ctrl-C leaves the previous output intact. Every
+input lead ends up in the output or in the rejects file with its reason, and the counts are reconciled.
+
+``explain`` chooses who gets reasons, the costly part: ``all``; ``mql`` (leads at or near the MQL
+threshold, within ``near_mql_points``); ``changed`` (leads whose features changed since the last run in
+the history reuse that run's scores and reasons; needs ``history_dir``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from leadscore import contract, features
+from leadscore.scoring import LeadScorer, reasons_json, sentences
+
+EXPLAIN_MODES = ("all", "mql", "changed")
+SCORE_COLUMNS = ["probability", "points", "band", "fit_grade", "engagement_grade", "matrix_cell", "is_mql",
+                 "reasons", "pushed_over_mql"]
+
+
+class BatchError(RuntimeError):
+    """The job cannot produce a trustworthy output (schema mismatch, too many rejects)."""
+
+
+@dataclass
+class ScoreRun:
+    output: Path
+    rejects: Path
+    leads_in: int
+    scored: int
+    rejected: int
+    explained: int
+    reused: int
+    rejected_by_reason: dict = field(default_factory=dict)
+    model_name: str = ""
+    model_version: str = ""
+    as_of: str = ""
+    scored_at: str = ""
+    newly_mql: int | None = None
+
+
+# ----------------------------------------------------------------------------- the model
+def load_scorer(model: str) -> tuple[LeadScorer, str, str]:
+    """A scorer from ``models:/name@alias`` (or ``models:/name/3``, ``runs:/…``), an MLflow model folder,
+    or a ``scorer.joblib``. Returns (scorer, model name, version)."""
+    if model.endswith(".joblib"):
+        import joblib
+
+        return joblib.load(model), Path(model).stem, "local"
+    import mlflow
+
+    from leadscore.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    loaded = mlflow.pyfunc.load_model(model)
+    scorer = loaded.unwrap_python_model().scorer
+    name, version = model, ""
+    if model.startswith("models:/"):
+        ref = model[len("models:/"):]
+        client = mlflow.MlflowClient()
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias).version
+        else:
+            name, version = ref.rsplit("/", 1)
+    return scorer, name, str(version)
+
+
+def check_schema(scorer: LeadScorer, columns) -> None:
+    """Refuse a model whose features the input cannot provide, naming them."""
+    have = set(columns)
+    missing = [c for c in scorer.model.feature_names if c not in have]
+    if missing:
+        raise BatchError(f"the model was trained on {len(missing)} feature(s) this input does not produce: "
+                         f"{', '.join(missing[:12])}{' …' if len(missing) > 12 else ''}. Score with the feature "
+                         f"params the model was trained with, or retrain.")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _atomic_writer_path(out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _reason_text(reasons: pd.Series) -> pd.Series:
+    """'+14.2 Visited the pricing page 3 times…; -8.2 Title seniority is assistant' from the JSON."""
+    parts = reasons.astype(str).str.extractall(r'"sentence": "(?P<sentence>(?:[^"\\]|\\.)*)", "points": (?P<points>-?\d+\.\d)')
+    if parts.empty:
+        return pd.Series("", index=reasons.index, dtype=object)
+    sign = np.where(parts["points"].str.startswith("-"), "", "+")
+    text = sign + parts["points"] + " " + parts["sentence"].str.replace('\\"', '"', regex=False)
+    return text.groupby(level=0).agg("; ".join).reindex(reasons.index, fill_value="")
+
+
+def _row_hash(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    return pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
+
+
+# ----------------------------------------------------------------------------- history
+def latest_history(history_dir: Path | None) -> pd.DataFrame | None:
+    """The most recent earlier run's rows, one per lead, from the partitioned history."""
+    if history_dir is None or not Path(history_dir).exists():
+        return None
+    files = sorted(Path(history_dir).glob("date=*/run-*.parquet"))
+    if not files:
+        return None
+    return pd.read_parquet(files[-1])
+
+
+def change_since(previous: pd.DataFrame | None, current: pd.DataFrame, contrib_cols: list[str],
+                 scorer: LeadScorer, X: pd.DataFrame) -> pd.DataFrame:
+    """Per lead: points change since the last run, whether it newly crossed MQL, and the reasons that
+    moved most (largest change of a feature's points), as sentences with the change."""
+    out = pd.DataFrame(index=current.index)
+    if previous is None:
+        out["previous_points"] = np.nan
+        out["points_change"] = np.nan
+        out["newly_mql"] = current["is_mql"].to_numpy()
+        out["change_reasons"] = "[]"
+        return out
+    prev = previous.set_index("lead_id").reindex(current["lead_id"].to_numpy())
+    out["previous_points"] = prev["points"].to_numpy()
+    out["points_change"] = np.round(current["points"].to_numpy() - prev["points"].to_numpy(), 1)
+    out["newly_mql"] = current["is_mql"].to_numpy() & ~prev["is_mql"].fillna(False).astype(bool).to_numpy()
+    have = [c for c in contrib_cols if c in prev.columns]
+    now = current[have].to_numpy(dtype=float)
+    before = prev[have].to_numpy(dtype=float)
+    delta = np.where(np.isnan(before), 0.0, now - before)
+    k = min(2, delta.shape[1])
+    idx = np.argpartition(-np.abs(delta), k - 1, axis=1)[:, :k]
+    rows = np.arange(len(delta))[:, None]
+    idx = idx[rows, np.argsort(-np.abs(delta[rows, idx]), axis=1)]
+    moved = delta[rows, idx]
+    valid = (np.abs(moved) >= 0.5) & ~np.isnan(prev["points"].to_numpy())[:, None]
+    names_all = np.array([c[len("c_"):] for c in have], dtype=object)
+    feats = [f for f in scorer.features if f.name in set(names_all)]
+    position = {f.name: i for i, f in enumerate(feats)}
+    f_idx = pd.Series(names_all[idx].ravel()).map(position).to_numpy().reshape(idx.shape)
+    text = sentences(feats, X, np.where(valid, f_idx, -1))
+    out["change_reasons"] = reasons_json(names_all[idx], text, moved, valid)
+    return out
+
+
+# ----------------------------------------------------------------------------- the job
+def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=None, priority_path=None,
+                model_name: str = "", model_version: str = "", chunk_size: int = 100_000, explain: str = "all",
+                near_mql_points: float = 10.0, history_dir=None, max_reject_share: float = 0.05,
+                feature_params=None, progress=None, workdir=None) -> ScoreRun:
+    """Score every open lead of an export; see the module docstring."""
+    if explain not in EXPLAIN_MODES:
+        raise ValueError(f"explain must be one of {', '.join(EXPLAIN_MODES)}")
+    if explain == "changed" and history_dir is None:
+        raise ValueError("--explain changed reuses the last run's reasons: give a history folder")
+    out_path = Path(out_path)
+    fparams = feature_params or scorer.feature_params
+    if fparams is None:
+        raise BatchError("the model does not record its feature params; pass them explicitly")
+    as_of_ts = features.to_utc_naive(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    work = Path(workdir or tempfile.mkdtemp(prefix="leadscore-score-"))
+    work.mkdir(parents=True, exist_ok=True)
+    tmp_out = _atomic_writer_path(out_path)
+    rejects_path = out_path.with_name(out_path.stem + ".rejects.csv")
+    try:
+        # 1. the contract: every lead valid or rejected with its reason
+        leads, lead_rejects, lead_report = contract.validate_leads(leads_path, require_outcome=False)
+        leads.to_parquet(work / "leads.parquet", index=False)
+        event_rejects = pd.DataFrame(columns=contract.REJECT_COLUMNS)
+        events_file = None
+        if events_path is not None:
+            event_rejects, _ = contract.validate_events(events_path, leads, lead_rejects, work / "events.parquet")
+            events_file = work / "events.parquet"
+        priority = None
+        if priority_path is not None:
+            contract.read_priority_accounts(priority_path).to_parquet(work / "priority.parquet", index=False)
+            priority = work / "priority.parquet"
+
+        # 2. features at as_of, with the model's own feature definitions
+        build = features.build_features(work / "leads.parquet", events_file, work / "features", fparams,
+                                        priority_path=priority, as_of=as_of_ts)
+        feature_file = pq.ParquetFile(build.features)
+        check_schema(scorer, feature_file.schema_arrow.names)
+        # Open at as_of: a lead decided later was still open then (scoring a past moment).
+        decided = leads.loc[leads["outcome"].isin(["won", "lost"]) & (leads["outcome_at"] <= as_of_ts),
+                            ["lead_id", "outcome"]]
+        decided_ids = set(decided["lead_id"])
+
+        # 3. who is not scored, and why
+        excluded = pd.read_csv(build.exclusions, dtype={"lead_id": str})
+        skipped = pd.concat([
+            lead_rejects.assign(stage="validation"),
+            excluded.rename(columns={"reason": "reason"}).assign(file=str(leads_path), row=pd.NA, column="created_at",
+                                                                 value=str(as_of_ts), stage="features"),
+            decided.assign(file=str(leads_path), row=pd.NA, column="outcome", reason="already decided: " + decided["outcome"],
+                           value=decided["outcome"], stage="open leads only").drop(columns="outcome"),
+        ], ignore_index=True)
+        skipped = skipped.drop_duplicates("lead_id", keep="first") if len(skipped) else skipped
+
+        previous = latest_history(history_dir)
+        contrib_cols = [f"c_{n}" for n in scorer.model.feature_names]
+        history_parts = []
+        n_scored = n_explained = n_reused = n_new_mql = 0
+        writer = None
+        sink = open(tmp_out, "wb")
+        try:
+            for batch in feature_file.iter_batches(batch_size=chunk_size):
+                X = batch.to_pandas()
+                X = X[~X["lead_id"].isin(decided_ids)].reset_index(drop=True)
+                if X.empty:
+                    continue
+                for c in (m["name"] for m in scorer.model.metadata if m["kind"] == "categorical"):
+                    X[c] = X[c].astype("category")
+                chunk, contrib, hashes, n_exp, n_reuse = _score_chunk(scorer, X, explain, near_mql_points, previous)
+                n_explained += n_exp
+                n_reused += n_reuse
+                chunk.insert(0, "lead_id", X["lead_id"].to_numpy())
+                chunk["reasons_text"] = _reason_text(chunk["reasons"]).to_numpy()
+                if history_dir is not None or previous is not None:
+                    cur = pd.concat([chunk[["lead_id", "points", "is_mql"]],
+                                     pd.DataFrame(contrib, columns=contrib_cols)], axis=1)
+                    change = change_since(previous, cur, contrib_cols, scorer, X)
+                    chunk = pd.concat([chunk, change.reset_index(drop=True)], axis=1)
+                    n_new_mql += int(change["newly_mql"].sum())
+                    history_parts.append(pd.concat([chunk[["lead_id"] + SCORE_COLUMNS].reset_index(drop=True),
+                                                    pd.DataFrame(contrib, columns=contrib_cols).astype("float32"),
+                                                    pd.DataFrame({"feature_hash": hashes})], axis=1))
+                chunk["model_name"], chunk["model_version"] = model_name, model_version
+                chunk["as_of"], chunk["scored_at"] = as_of_ts, scored_at
+                table = pa.Table.from_pandas(chunk, preserve_index=False)
+                if out_path.suffix.lower() == ".csv":
+                    chunk.to_csv(sink, index=False, header=writer is None)
+                    writer = writer or True
+                else:
+                    writer = writer or pq.ParquetWriter(sink, table.schema, compression="zstd")
+                    writer.write_table(table.cast(writer.schema))
+                n_scored += len(chunk)
+                if progress:
+                    progress(len(chunk))
+            if isinstance(writer, pq.ParquetWriter):
+                writer.close()
+            elif writer is None:  # nothing to score: still a valid, empty output
+                pd.DataFrame(columns=["lead_id"] + SCORE_COLUMNS).to_parquet(sink) if out_path.suffix != ".csv" else \
+                    sink.write(b"lead_id\n")
+
+        finally:  # on an interrupt too: close what is open; the partial file is removed below
+            if isinstance(writer, pq.ParquetWriter) and writer.is_open:
+                writer.close()
+            sink.close()
+
+        # 4. reconcile before replacing anything
+        leads_in = lead_report.rows_in
+        if n_scored + len(skipped) != leads_in:
+            raise BatchError(f"counts do not reconcile: {leads_in:,} leads in, {n_scored:,} scored, "
+                             f"{len(skipped):,} not scored")
+        rejects = pd.concat([skipped, event_rejects.assign(stage="validation")], ignore_index=True)
+        tmp_rejects = _atomic_writer_path(rejects_path)
+        rejects.to_csv(tmp_rejects, index=False)
+        invalid = len(lead_rejects)
+        if leads_in and invalid / leads_in > max_reject_share:
+            tmp_rejects.replace(rejects_path)
+            raise BatchError(f"{invalid:,} of {leads_in:,} leads ({invalid / leads_in:.1%}) broke the data contract, "
+                             f"more than the allowed {max_reject_share:.1%}; see {rejects_path}. The previous output "
+                             f"was left untouched.")
+        os.replace(tmp_out, out_path)
+        tmp_rejects.replace(rejects_path)
+        if history_dir is not None and history_parts:
+            part = Path(history_dir) / f"date={scored_at.date()}"
+            part.mkdir(parents=True, exist_ok=True)
+            pd.concat(history_parts, ignore_index=True).to_parquet(
+                part / f"run-{scored_at.strftime('%Y%m%dT%H%M%S')}.parquet", index=False)
+        return ScoreRun(out_path, rejects_path, leads_in, n_scored, len(skipped), n_explained, n_reused,
+                        skipped["reason"].value_counts().to_dict() if len(skipped) else {}, model_name, model_version,
+                        str(as_of_ts), str(scored_at), n_new_mql if previous is not None else None)
+    finally:
+        if tmp_out.exists():
+            tmp_out.unlink()
+        if workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _score_chunk(scorer: LeadScorer, X: pd.DataFrame, explain: str, near: float, previous: pd.DataFrame | None):
+    """Scores for one chunk; reasons for the leads the explain mode selects."""
+    hashes = _row_hash(X, scorer.model.feature_names)
+    n = len(X)
+    reuse = np.zeros(n, bool)
+    if explain == "changed" and previous is not None and "feature_hash" in previous:
+        prev = previous.set_index("lead_id").reindex(X["lead_id"].to_numpy())
+        reuse = (prev["feature_hash"].to_numpy() == hashes) & prev["points"].notna().to_numpy()
+    if explain == "mql":
+        _, points = scorer.points_only(X)
+        todo = points >= scorer.mql_threshold - near
+    else:
+        todo = ~reuse
+    out = pd.DataFrame(index=range(n), columns=SCORE_COLUMNS, dtype=object)
+    contrib = np.full((n, len(scorer.model.feature_names)), np.nan)
+    if todo.any():
+        sub = X[todo]
+        exp = scorer.explain(sub)
+        scored = scorer.score(sub, explanation=exp)
+        out.loc[np.flatnonzero(todo), SCORE_COLUMNS] = scored[SCORE_COLUMNS].to_numpy()
+        contrib[todo] = exp.contributions
+    rest = ~todo & ~reuse
+    if rest.any():  # scored, not explained: points, band and MQL flag only
+        prob, points = scorer.points_only(X[rest])
+        from leadscore.scoring import grade
+
+        out.loc[np.flatnonzero(rest), "probability"] = prob
+        out.loc[np.flatnonzero(rest), "points"] = points
+        out.loc[np.flatnonzero(rest), "band"] = grade(points, scorer.params.bands, "D")
+        out.loc[np.flatnonzero(rest), "is_mql"] = points >= scorer.mql_threshold
+        out.loc[np.flatnonzero(rest), ["fit_grade", "engagement_grade", "matrix_cell"]] = ""
+        out.loc[np.flatnonzero(rest), ["reasons", "pushed_over_mql"]] = ['{"positive": [], "negative": []}', "[]"]
+    if reuse.any():
+        prev = previous.set_index("lead_id").reindex(X["lead_id"].to_numpy()[reuse])
+        out.loc[np.flatnonzero(reuse), SCORE_COLUMNS] = prev[SCORE_COLUMNS].to_numpy()
+        cols = [f"c_{c}" for c in scorer.model.feature_names]
+        contrib[reuse] = prev[cols].to_numpy(dtype=float)
+    out = out.astype({"probability": float, "points": float, "is_mql": bool})
+    return out, contrib, hashes, int(todo.sum()), int(reuse.sum())

@@ -1,0 +1,159 @@
+"""Batch scoring: same results as the registered model, nothing lost, atomic output, history."""
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from leadscore.batch import BatchError, load_scorer, score_leads
+from leadscore.features import build_features
+
+AS_OF = "2026-06-01T00:00:00"
+
+
+@pytest.fixture(scope="module")
+def job(trained):
+    tmp = trained["tmp"]
+    scorer = joblib.load(tmp / "models" / "scorer.joblib")
+    return {"tmp": tmp, "scorer": scorer, "leads": tmp / "raw" / "leads.parquet", "events": tmp / "raw" / "events.parquet",
+            "priority": tmp / "raw" / "priority_accounts.csv"}
+
+
+def _run(job, out, **kw):
+    return score_leads(job["scorer"], job["leads"], job["events"], out, as_of=kw.pop("as_of", AS_OF),
+                       priority_path=job["priority"], **kw)
+
+
+def test_every_lead_is_scored_or_rejected_with_a_reason(job, tmp_path):
+    run = _run(job, tmp_path / "scores.parquet", chunk_size=300)
+    out = pd.read_parquet(run.output)
+    rejects = pd.read_csv(run.rejects)
+    leads = pd.read_parquet(job["leads"])
+    assert run.scored == len(out) and len(out) + run.rejected == len(leads) == run.leads_in
+    assert set(out["lead_id"]) | set(rejects["lead_id"]) == set(leads["lead_id"])
+    assert not set(out["lead_id"]) & set(rejects["lead_id"])
+    assert rejects["reason"].notna().all()
+    decided_before = leads[leads["outcome"].isin(["won", "lost"]) & (leads["outcome_at"] <= pd.Timestamp(AS_OF))]
+    assert set(decided_before["lead_id"]) <= set(rejects["lead_id"])
+    for col in ("lead_id", "probability", "points", "band", "fit_grade", "engagement_grade", "matrix_cell", "is_mql",
+                "reasons", "reasons_text", "pushed_over_mql", "model_name", "model_version", "as_of", "scored_at"):
+        assert col in out.columns, col
+    assert (out["as_of"] == pd.Timestamp(AS_OF)).all()
+
+
+def test_results_equal_the_registered_pyfunc_on_the_same_feature_rows(job, trained, tmp_path):
+    import mlflow
+
+    run = _run(job, tmp_path / "scores.parquet")
+    out = pd.read_parquet(run.output).set_index("lead_id")
+    build = build_features(job["tmp"] / "validated" / "leads.parquet", job["tmp"] / "validated" / "events.parquet",
+                           tmp_path / "f", job["scorer"].feature_params,
+                           priority_path=job["tmp"] / "validated" / "priority_accounts.parquet", as_of=AS_OF)
+    table = pd.read_parquet(build.features).set_index("lead_id").loc[out.index].reset_index()
+    served = mlflow.pyfunc.load_model(trained["result"]["mlflow"]["model_uri"]).predict(table)
+    served.index = table["lead_id"]
+    np.testing.assert_allclose(out["probability"], served["probability"], rtol=0, atol=1e-12)
+    for col in ("points", "band", "matrix_cell", "is_mql", "reasons", "pushed_over_mql"):
+        assert (out[col] == served[col]).all(), col
+
+
+def test_registry_uri_and_joblib_load_the_same_scorer(trained):
+    scorer, name, version = load_scorer(trained["result"]["mlflow"]["model_uri"])
+    assert name == "leadscore" and version == trained["result"]["mlflow"]["version"]
+    assert scorer.mql_threshold == joblib.load(trained["tmp"] / "models" / "scorer.joblib").mql_threshold
+
+
+def test_an_interrupted_run_leaves_the_previous_output_intact(job, tmp_path):
+    out = tmp_path / "scores.parquet"
+    _run(job, out)
+    before = out.read_bytes()
+
+    def boom(n):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(job, out, chunk_size=50, progress=boom)
+    assert out.read_bytes() == before
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_a_killed_process_leaves_the_previous_output_intact(job, tmp_path):
+    out = tmp_path / "scores.csv"
+    _run(job, out)
+    before = out.read_bytes()
+    cmd = [str(Path(sys.executable).parent / "leadscore"), "score", "--model", str(job["tmp"] / "models" / "scorer.joblib"),
+           "--leads", str(job["leads"]), "--events", str(job["events"]), "--as-of", AS_OF, "--out", str(out),
+           "--chunk-size", "10"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob(".scores.csv.*.partial")):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert out.read_bytes() == before
+
+
+def test_a_model_whose_features_the_input_lacks_is_refused(job, tmp_path):
+    other = job["scorer"].feature_params.model_copy(update={"windows_days": (14,)})
+    with pytest.raises(BatchError, match=r"trained on \d+ feature\(s\) this input does not produce: .*_7d"):
+        _run(job, tmp_path / "s.parquet", feature_params=other)
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_too_many_broken_leads_fail_the_job_and_keep_the_previous_output(job, tmp_path):
+    out = tmp_path / "scores.parquet"
+    _run(job, out)
+    before = out.read_bytes()
+    leads = pd.read_parquet(job["leads"])
+    leads["created_at"] = leads["created_at"].astype(str)
+    leads.loc[: len(leads) // 5, "created_at"] = "garbage"
+    leads.to_csv(tmp_path / "leads.csv", index=False)
+    with pytest.raises(BatchError, match="broke the data contract"):
+        score_leads(job["scorer"], tmp_path / "leads.csv", job["events"], out, as_of=AS_OF, max_reject_share=0.05)
+    assert out.read_bytes() == before
+    assert (pd.read_csv(out.with_name("scores.rejects.csv"))["reason"] == "created_at is not a readable timestamp").sum() > 0
+
+
+def test_explain_mql_gives_reasons_only_at_or_near_the_threshold(job, tmp_path):
+    scorer = copy.copy(job["scorer"])
+    scorer.mql_threshold = 60.0
+    run = score_leads(scorer, job["leads"], job["events"], tmp_path / "s.parquet", as_of=AS_OF, explain="mql",
+                      near_mql_points=5)
+    out = pd.read_parquet(run.output)
+    near = out["points"] >= 60 - 5
+    assert (out.loc[near, "matrix_cell"] != "").all()
+    assert (out.loc[~near, "reasons"] == '{"positive": [], "negative": []}').all()
+    assert run.explained == near.sum() < len(out)
+
+
+def test_history_reports_changes_and_reuses_unchanged_reasons(job, tmp_path):
+    hist = tmp_path / "history"
+    first = _run(job, tmp_path / "a.parquet", history_dir=hist, as_of="2026-05-31T00:00:00")
+    time.sleep(1.1)  # a new run file name (second resolution)
+    second = _run(job, tmp_path / "b.parquet", history_dir=hist)
+    b = pd.read_parquet(second.output)
+    both = b[b["previous_points"].notna()]
+    assert len(both) > 0
+    np.testing.assert_allclose(both["points_change"], (both["points"] - both["previous_points"]).round(1), atol=0.051)
+    moved = both[both["points_change"].abs() >= 3]
+    assert len(moved) > 0
+    reasons = json.loads(moved["change_reasons"].iloc[0])
+    assert reasons and all({"feature", "sentence", "points"} <= set(r) for r in reasons)
+    newly = b[b["newly_mql"]]
+    assert (newly["is_mql"] & ~(newly["previous_points"] >= job["scorer"].mql_threshold)).all()
+    time.sleep(1.1)
+    third = _run(job, tmp_path / "c.parquet", history_dir=hist, explain="changed")
+    assert third.reused == third.scored and third.explained == 0
+    c = pd.read_parquet(third.output).set_index("lead_id")
+    b = b.set_index("lead_id")
+    assert (c.loc[b.index, "reasons"] == b["reasons"]).all()

@@ -7,8 +7,9 @@ the output only when everything succeeded: a crash or Ctrl-C leaves the previous
 input lead ends up in the output or in the rejects file with its reason, and the counts are reconciled.
 
 ``explain`` chooses who gets reasons, the costly part: ``all``; ``mql`` (leads at or near the MQL
-threshold, within ``near_mql_points``); ``changed`` (leads whose features changed since the last run in
-the history reuse that run's scores and reasons; needs ``history_dir``).
+threshold, within ``near_mql_points``); ``changed`` (leads whose features did not change since the last
+run in the history reuse that run's scores and reasons; needs ``history_dir``); ``none`` (points, band
+and MQL flag only: one plain prediction per lead).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 from leadscore import contract, features
 from leadscore.scoring import LeadScorer, reasons_json, sentences
 
-EXPLAIN_MODES = ("all", "mql", "changed")
+EXPLAIN_MODES = ("all", "mql", "changed", "none")
 SCORE_COLUMNS = ["probability", "points", "band", "fit_grade", "engagement_grade", "matrix_cell", "is_mql",
                  "reasons", "pushed_over_mql"]
 
@@ -306,6 +307,8 @@ def _score_chunk(scorer: LeadScorer, X: pd.DataFrame, explain: str, near: float,
     if explain == "mql":
         _, points = scorer.points_only(X)
         todo = points >= scorer.mql_threshold - near
+    elif explain == "none":
+        todo = np.zeros(n, bool)
     else:
         todo = ~reuse
     out = pd.DataFrame(index=range(n), columns=SCORE_COLUMNS, dtype=object)

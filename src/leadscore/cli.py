@@ -139,8 +139,8 @@ def score(
     as_of: str = typer.Option(None, help="Score as of this moment (ISO 8601); default now."),
     out: Path = typer.Option(..., help="Output file: .parquet or .csv. Rejects go beside it (*.rejects.csv)."),
     chunk_size: int = typer.Option(100_000, help="Leads scored per chunk (bounds memory)."),
-    explain: str = typer.Option("all", help="Reasons for: all | mql (at or near the threshold) | changed (features "
-                                            "changed since the last run; needs --history)."),
+    explain: str = typer.Option("all", help="Reasons for: all | mql (at or near the threshold) | changed (only leads "
+                                            "whose features changed since the last run; needs --history) | none."),
     history: Path = typer.Option(None, help="Append this run to a history folder and report changes since the last run."),
     max_reject_share: float = typer.Option(0.05, help="Fail (exit 4) when more leads than this break the contract."),
 ) -> None:

@@ -312,3 +312,28 @@ def test_full_x_education_export():
     assert _row(report, "Lead Quality")["single_column_auc"] == pytest.approx(0.80, abs=0.01)
     for column in ["Lead Source", "Country", "Specialization", "TotalVisits"]:
         assert _row(report, column)["single_column_auc"] < 0.7, column
+
+
+def test_without_the_one_sided_rule_a_genuine_disqualifier_is_kept_but_sales_ratings_are_not():
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    from leadscore.leakage import leakage_report
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    student = rng.random(n) < 0.2
+    y = np.where(student, 0, rng.random(n) < 0.3).astype(int)
+    rating = np.where(y == 1, np.where(rng.random(n) < 0.6, "hot", "warm"), np.where(rng.random(n) < 0.6, "cold", "warm"))
+    frame = pd.DataFrame({"seniority": np.where(student, "student", "manager"), "rating": rating, "label": y})
+    r = leakage_report(frame, "label", ["seniority", "rating"], pure_values_rule=False).set_index("column")
+    assert not r.loc["seniority", "flagged"] and r.loc["seniority", "pure_value_share"] > 0.15
+    assert r.loc["rating", "flagged"]
+    sample = Path(__file__).parent / "data" / "x_education_sample.csv"
+    xe = pd.read_csv(sample, dtype=str).replace("Select", np.nan)
+    r = leakage_report(xe, xe["Converted"].astype(int), ["Tags", "Lead Quality", "Lead Source", "Country"],
+                       pure_values_rule=False).set_index("column")
+    assert r.loc["Tags", "flagged"] and r.loc["Lead Quality", "flagged"]
+    assert not r.loc["Lead Source", "flagged"] and not r.loc["Country", "flagged"]

@@ -68,6 +68,12 @@ class TrainParams(_Section):
     reg_lambda: float = Field(1.0, ge=0)
     calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto"
     truth: str | None = None
+    leakage_guard: bool = True
+    leakage_auc_threshold: float = Field(0.85, gt=0.5, le=1)
+    after_sales_contact: tuple[str, ...] = ()  # columns known to be filled in after sales contact: excluded
+    leakage_keep: tuple[str, ...] = ()  # override: keep these even when flagged
+    drift_warn_psi: float = Field(0.1, gt=0)
+    drift_alert_psi: float = Field(0.25, gt=0)
 
 
 class BehaviorRule(_Section):

@@ -84,7 +84,8 @@ REPORT_COLUMNS = ["column", "kind", "single_column_auc", "pure_value_share", "de
 def leakage_report(table: pd.DataFrame, label: str | pd.Series, columns: list[str], *,
                    auc_threshold: float = 0.85, purity_threshold: float = 0.98, min_support: float = 0.05,
                    declared_after_contact: Iterable[str] = (), override_keep: Iterable[str] = (),
-                   decisive_threshold: float = 0.90, min_value_rows: int = 30) -> pd.DataFrame:
+                   decisive_threshold: float = 0.90, min_value_rows: int = 30,
+                   pure_values_rule: bool = True) -> pd.DataFrame:
     """One row per column in ``columns``, most suspicious first, saying whether it leaks the label.
 
     ``label`` is the name of a 0/1 column of ``table`` or a 0/1 Series of the same length (taken by
@@ -143,7 +144,9 @@ def leakage_report(table: pd.DataFrame, label: str | pd.Series, columns: list[st
         reasons = []
         if auc >= auc_threshold:
             reasons.append(f"single-column AUC {auc:.2f} ≥ {auc_threshold:.2f}")
-        if pure_share >= min_support:
+        # One-sided purity also fires on real disqualifiers ("student" never buys in B2B); the pipeline
+        # reports it but flags on the two-sided rule (pure_values_rule=False).
+        if pure_values_rule and pure_share >= min_support:
             reasons.append(f"{pure_share:.0%} of rows carry values seen almost only with one outcome "
                            f"(≥ {purity_threshold:.0%} class-balanced), e.g. {_examples(levels[pure], x)}")
         if decisive_share >= min_support:

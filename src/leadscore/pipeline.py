@@ -56,6 +56,23 @@ def run_features(params: Params, validated_dir: str | Path, out_dir: str | Path,
                                    params.features, priority_path=v / "priority_accounts.parquet", as_of=as_of)
 
 
+def guard_leakage(split, meta: list[dict], train_params) -> pd.DataFrame:
+    """Examine the snapshot attributes (fit group and mapped export columns ``x_…``) of the training
+    period for outcome leakage; returns the report (empty when the guard is off)."""
+    from leadscore.leakage import leakage_report
+
+    examined = [m["name"] for m in meta if m["group"] == "fit" or m["name"].startswith("x_")]
+    if not train_params.leakage_guard or not examined:
+        return pd.DataFrame(columns=["column", "single_column_auc", "flagged", "excluded", "reason"])
+    history = pd.concat([split.train, split.valid])
+    declared = [c for c in train_params.after_sales_contact if c in history.columns]
+    # Flag on AUC, values decisive both ways, and declarations; one-sided purity is reported only: it
+    # also fires on genuine disqualifiers (students never buy), which a model should keep.
+    return leakage_report(history, "label", examined, auc_threshold=train_params.leakage_auc_threshold,
+                          declared_after_contact=declared, override_keep=train_params.leakage_keep,
+                          pure_values_rule=False)
+
+
 def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, reports_dir: str | Path,
               outputs_dir: str | Path = "outputs", log_to_mlflow: bool = True) -> dict:
     """Split by time; train and calibrate LightGBM; fit the rule baseline's probability map; choose the
@@ -77,7 +94,9 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
         d.mkdir(parents=True, exist_ok=True)
     table, meta = features.load_feature_table(features_path)
     split = time_split(table, params.split)
-    model = train_model(split, meta, params.train, params.seed)
+    leakage = guard_leakage(split, meta, params.train)
+    excluded = set(leakage.loc[leakage["excluded"], "column"]) if len(leakage) else set()
+    model = train_model(split, [m for m in meta if m["name"] not in excluded], params.train, params.seed)
     baseline = RuleBaseline(params.baseline).fit(split.calibration, split.calibration["label"])
 
     # --- the model against the baseline (and the truth) on the test quarter
@@ -142,6 +161,20 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
         "baseline_same_volume_win_rate": float(compare.loc[2, "win_rate"]),
         "model_share_of_wins": float(y[mql].sum() / max(y.sum(), 1)),
     }
+    # --- drift: the newest quarter against the training period, features and score
+    from leadscore import drift
+
+    fd = drift.feature_drift(split.train, test, model.feature_names, warn=params.train.drift_warn_psi,
+                             alert=params.train.drift_alert_psi)
+    score_psi = drift.psi(model.predict_proba(split.train), scores["model"])
+    calibration_periods = drift.calibration_by_period(
+        pd.concat([cal["as_of"], test["as_of"]]), np.concatenate([cal["label"].to_numpy(), y]),
+        np.concatenate([model.predict_proba(cal), scores["model"]]))
+    metrics["drift"] = {"score_psi": float(score_psi), "max_feature_psi": float(fd["psi"].max()),
+                        "features_warn": int((fd["status"] == "warn").sum()),
+                        "features_alert": int((fd["status"] == "alert").sum()),
+                        "newest_quarter_calibration_gap": float(calibration_periods["gap"].iloc[-1])}
+    metrics["leakage"] = {"examined": int(len(leakage)), "excluded": len(excluded)}
     importance = explain.global_importance(exp, scorer.features)
     shares = explain.group_shares(importance)
     metrics["explain"] = {"max_additivity_error_points": float(additivity.max()),
@@ -158,6 +191,9 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
     matrix.to_csv(reports_dir / "matrix.csv", index=False)
     compare.to_csv(reports_dir / "mql_comparison.csv", index=False)
     importance.to_csv(reports_dir / "global_drivers.csv", index=False)
+    leakage.to_csv(reports_dir / "leakage.csv", index=False)
+    fd.to_csv(reports_dir / "drift.csv", index=False)
+    calibration_periods.to_csv(reports_dir / "calibration_by_period.csv", index=False)
     explanations = pd.concat([test[["lead_id", "as_of", "label"]].reset_index(drop=True),
                               scored.reset_index(drop=True)], axis=1)
     explanations.to_parquet(reports_dir / "explanations.parquet", index=False)
@@ -172,7 +208,8 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
                   f"(baseline {metrics['baseline']['roc_auc']:.3f}), calibration {summary['calibration_method']}"),
         points=exp.points, threshold=threshold, threshold_reason=reason, bands_cfg=sp.bands, band_table=band_table,
         matrix=matrix, threshold_tbl=test_table, mql_compare=compare, shares=shares, figs=figs,
-        leads_json=report.lead_payload(test["lead_id"], scored.reset_index(drop=True), exp))
+        leads_json=report.lead_payload(test["lead_id"], scored.reset_index(drop=True), exp),
+        drift_table=fd, score_psi=score_psi, calibration_periods=calibration_periods, leakage=leakage)
     report_path = outputs_dir / "report.html"
     report_path.write_text(html_page, encoding="utf-8")
     joblib.dump(model, models_dir / "model.joblib")
@@ -185,7 +222,8 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
         from leadscore import tracking
 
         artifacts = {reports_dir / f: "tables" for f in ("deciles.csv", "threshold_table.csv", "bands.csv", "matrix.csv",
-                                                         "mql_comparison.csv", "global_drivers.csv")}
+                                                         "mql_comparison.csv", "global_drivers.csv", "leakage.csv",
+                                                         "drift.csv", "calibration_by_period.csv")}
         artifacts.update({reports_dir / "explanations.parquet": "explanations", report_path: "report",
                           models_dir / "baseline.joblib": "baseline"})
         logged = tracking.log_training_run(

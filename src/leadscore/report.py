@@ -125,6 +125,13 @@ th {{ background: #f4f4f4; }} tr.hl td {{ background: #fff3c4; font-weight: bold
 <section><h2>What drives scores</h2><p>{shares}</p>
 <div class="cols"><img alt="global drivers" src="{drivers}"><img alt="beeswarm" src="{beeswarm}"></div></section>
 
+<section><h2>Drift and leakage</h2>
+<p>Score PSI between the training period and the test quarter: <b>{score_psi:.3f}</b> ({score_status}).
+PSI below 0.1 is stable, 0.1–0.25 a moderate shift, above 0.25 a major one.</p>
+<div class="cols"><div><h3>Features that moved most</h3>{drift}</div>
+<div><h3>Calibration by quarter</h3>{calibration}</div></div>
+<h3>Leakage guard</h3>{leakage}</section>
+
 <section><h2>Leads</h2>
 <input id="search" placeholder="search lead id…" autocomplete="off"> <span id="count" class="note"></span>
 <div class="cols"><table id="leads"><thead><tr><th>lead</th><th>points</th><th>band</th><th>cell</th><th>MQL</th></tr></thead><tbody></tbody></table>
@@ -173,7 +180,9 @@ render('');
 
 def render_report(*, subtitle: str, points: np.ndarray, threshold: float, threshold_reason: str, bands_cfg: dict,
                   band_table: pd.DataFrame, matrix: pd.DataFrame, threshold_tbl: pd.DataFrame, mql_compare: pd.DataFrame,
-                  shares: dict, figs: dict, leads_json: str) -> str:
+                  shares: dict, figs: dict, leads_json: str, drift_table: pd.DataFrame | None = None,
+                  score_psi: float = float("nan"), calibration_periods: pd.DataFrame | None = None,
+                  leakage: pd.DataFrame | None = None) -> str:
     import matplotlib.pyplot as plt
 
     hist = score_histogram(points, threshold, bands_cfg)
@@ -191,6 +200,15 @@ def render_report(*, subtitle: str, points: np.ndarray, threshold: float, thresh
                            + " of all score movement"),
         drivers=_png(figs["drivers_bar"]), beeswarm=_png(figs["beeswarm"]),
         leads_json=leads_json.replace("</", "<\\/"),
+        score_psi=score_psi,
+        score_status="stable" if score_psi < 0.1 else "moderate shift" if score_psi < 0.25 else "major shift",
+        drift=_table(drift_table.head(8), fmt={"psi": "{:.3f}"}) if drift_table is not None else "not available",
+        calibration=(_table(calibration_periods.assign(period=calibration_periods["period"].astype(str)),
+                            fmt={"mean_predicted": "{:.1%}", "observed_win_rate": "{:.1%}", "gap": "{:+.1%}"})
+                     if calibration_periods is not None else "not available"),
+        leakage=(_table(leakage[["column", "single_column_auc", "flagged", "excluded", "reason"]].head(12),
+                        fmt={"single_column_auc": "{:.3f}"})
+                 if leakage is not None and len(leakage) else "<p>No snapshot attribute examined.</p>"),
     )
     plt.close(hist)
     return page

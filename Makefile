@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench clean example
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet "uv==0.13.9"
@@ -30,3 +30,11 @@ bench: setup
 
 clean:
 	rm -rf data reports outputs .pytest_cache
+
+# The real X Education export (leads only, no timestamps) through validate → features → train.
+XE := data/x_education
+example: setup
+	leadscore validate --params examples/x_education/params.yaml --out $(XE)/validated
+	leadscore features --params examples/x_education/params.yaml --in $(XE)/validated --out $(XE)/features
+	leadscore train --params examples/x_education/params.yaml --features $(XE)/features --models $(XE)/models \
+		--reports $(XE)/reports --outputs $(XE)/outputs

@@ -181,7 +181,14 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
     rejects_path = out_path.with_name(out_path.stem + ".rejects.csv")
     try:
         # 1. the contract: every lead valid or rejected with its reason
-        leads, lead_rejects, lead_report = contract.validate_leads(leads_path, require_outcome=False)
+        leads_source = leads_path
+        if getattr(scorer, "mapping", None) is not None:  # the export the model was trained on needed a mapping
+            from leadscore import mapping as export_mapping
+
+            mapped, _ = export_mapping.apply_mapping(export_mapping.read_export(leads_path), scorer.mapping, str(leads_path))
+            leads_source = work / "mapped_leads.parquet"
+            mapped.to_parquet(leads_source, index=False)
+        leads, lead_rejects, lead_report = contract.validate_leads(leads_source, require_outcome=False)
         leads.to_parquet(work / "leads.parquet", index=False)
         event_rejects = pd.DataFrame(columns=contract.REJECT_COLUMNS)
         events_file = None
@@ -194,8 +201,9 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
             priority = work / "priority.parquet"
 
         # 2. features at as_of, with the model's own feature definitions
+        extra = [m for m in scorer.model.metadata if m["name"].startswith("x_")]
         build = features.build_features(work / "leads.parquet", events_file, work / "features", fparams,
-                                        priority_path=priority, as_of=as_of_ts)
+                                        priority_path=priority, as_of=as_of_ts, extra=extra)
         feature_file = pq.ParquetFile(build.features)
         check_schema(scorer, feature_file.schema_arrow.names)
         # Open at as_of: a lead decided later was still open then (scoring a past moment).

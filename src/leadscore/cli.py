@@ -125,8 +125,11 @@ def train(
     console.print(f"MQL threshold {result['summary']['mql_threshold']:.0f} points: {result['summary']['mql_threshold_reason']}")
     console.print(f"report: {result['report']}")
     if "mlflow" in result:
-        console.print(f"MLflow run {result['mlflow']['run_id']}; registered {result['mlflow']['model_uri']} "
-                      f"(version {result['mlflow']['version']})")
+        logged = result["mlflow"]
+        console.print(f"MLflow run {logged['run_id']}; registered {logged['model_uri']} (version {logged['version']})")
+        verdict = "[green]promoted to champion[/green]" if logged["promoted"] else "[yellow]not promoted[/yellow]"
+        console.print(f"{verdict}: " + "; ".join(logged["promotion_reasons"]))
+    console.print(f"model card: {result['model_card']}")
 
 
 @app.command()
@@ -170,6 +173,33 @@ def score(
     if run.newly_mql is not None:
         console.print(f"{run.newly_mql:,} leads newly crossed MQL since the last run")
     console.print(f"wrote {run.output}; not scored, with reasons: {run.rejects}")
+
+
+@app.command()
+def promote(
+    version: str = typer.Argument(..., help="Model version to make champion."),
+    name: str = typer.Option("leadscore", help="Registered model name."),
+    reason: str = typer.Option(..., help="Why (recorded on the version)."),
+) -> None:
+    """Make a registered version the champion, by hand (the gate's decision is overridden and recorded)."""
+    from leadscore.tracking import promote as do_promote
+
+    before = do_promote(name, version, f"by hand: {reason}")
+    console.print(f"{name}: champion is now version {version} (was {before or 'none'})")
+
+
+@app.command()
+def rollback(name: str = typer.Option("leadscore", help="Registered model name."),
+             reason: str = typer.Option("rollback", help="Why (recorded on the version).")) -> None:
+    """Move the champion back to the previous champion."""
+    from leadscore.tracking import rollback as do_rollback
+
+    try:
+        version = do_rollback(name, reason)
+    except ValueError as exc:
+        console.print(f"[red]cannot roll back[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"{name}: champion rolled back to version {version}")
 
 
 def main() -> None:  # pragma: no cover

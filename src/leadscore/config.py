@@ -17,6 +17,7 @@ class DataParams(_Section):
     leads: str = "data/raw/leads.parquet"
     events: str | None = "data/raw/events.parquet"
     priority_accounts: str | None = "data/raw/priority_accounts.csv"
+    mapping: str | None = None  # an export mapping (mappings/*.yaml) applied to the leads file first
 
 
 class SynthParams(_Section):
@@ -146,6 +147,7 @@ class Params(_Section):
     train: TrainParams = TrainParams()
     baseline: BaselineParams = BaselineParams()
     scoring: ScoringParams = ScoringParams()
+    promotion: dict = Field(default_factory=dict)  # leadscore.registry.PromotionGate fields
     mlflow: MlflowParams = MlflowParams()
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)

@@ -266,8 +266,12 @@ def validate_leads(path: str | Path, require_outcome: bool = True) -> tuple[pd.D
         report.warnings["outcome_at given for an open lead, ignored"] = int(open_with_date.sum())
         df.loc[open_with_date, "outcome_at"] = pd.NaT
 
+    # Columns a mapping kept from the export (x_…) travel along unchecked: they become extra features.
+    extras = [c for c in raw.columns if str(c).startswith("x_")]
+    for c in extras:
+        df[c] = raw[c]
     unparsed = pd.concat(rejects)["row"].to_numpy() - 1 if rejects else np.array([], dtype=int)
-    candidates = df.drop(index=unparsed)
+    candidates = df.drop(index=unparsed).drop(columns=extras)
     try:
         LEADS_SCHEMA.validate(candidates, lazy=True)
     except pa.errors.SchemaErrors as exc:

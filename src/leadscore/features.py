@@ -100,8 +100,20 @@ def domain_type_sql(domain: str, competitors) -> str:
         ELSE 'corporate' END"""
 
 
-def feature_specs(params: FeatureParams) -> list[Feature]:
-    """Every feature, in output order. Behaviour columns come from the per-lead aggregate ``b``."""
+def extra_specs(extra: list[dict] | None) -> list[Feature]:
+    """Columns a mapping kept from an export (``x_…``), as they are: numbers as numbers, text folded."""
+    out = []
+    for m in extra or []:
+        col = f"l.{m['name']}"
+        sql = (f"TRY_CAST({col} AS DOUBLE)" if m["kind"] == NUMERIC
+               else f"coalesce(nullif(lower(trim(CAST({col} AS VARCHAR))), ''), 'unknown')")
+        out.append(Feature(m["name"], m["group"], m["kind"], m["description"], sql))
+    return out
+
+
+def feature_specs(params: FeatureParams, extra: list[dict] | None = None) -> list[Feature]:
+    """Every feature, in output order. Behaviour columns come from the per-lead aggregate ``b``;
+    ``extra`` are mapped export columns (see :mod:`leadscore.mapping`)."""
     cat = lambda col: f"coalesce(nullif(lower(trim(l.{col})), ''), 'unknown')"  # noqa: E731
     specs = [
         Feature("seniority", FIT, CATEGORICAL, "title seniority is {value}", _seniority_sql()),
@@ -155,16 +167,16 @@ def feature_specs(params: FeatureParams) -> list[Feature]:
         Feature("is_priority_account", ACCOUNT, NUMERIC, "{value}", "CAST(s.is_priority AS INTEGER)",
                 {0: "not a priority account", 1: "a priority (target) account"}),
     ]
-    return specs
+    return specs + extra_specs(extra)
 
 
 def _n_masks(days: int) -> int:
     return max(1, math.ceil(days / 64))
 
 
-def feature_metadata(params: FeatureParams) -> list[dict]:
+def feature_metadata(params: FeatureParams, extra: list[dict] | None = None) -> list[dict]:
     """Name, group, kind and sentence template of every feature (no SQL)."""
-    return [{k: v for k, v in asdict(f).items() if k != "sql"} for f in feature_specs(params)]
+    return [{k: v for k, v in asdict(f).items() if k != "sql"} for f in feature_specs(params, extra)]
 
 
 # ----------------------------------------------------------------------------- SQL
@@ -323,7 +335,8 @@ def _source(path) -> str:
 
 
 def build_features(leads_path, events_path, out_dir, params: FeatureParams, priority_path=None,
-                   as_of: str | pd.Timestamp | None = None, con: duckdb.DuckDBPyConnection | None = None) -> FeatureBuild:
+                   as_of: str | pd.Timestamp | None = None, con: duckdb.DuckDBPyConnection | None = None,
+                   extra: list[dict] | None = None, declared_after_contact: list[str] | None = None) -> FeatureBuild:
     """Write ``features.parquet`` (lead_id, as_of, label, features), ``exclusions.csv`` and
     ``feature_metadata.json`` to ``out_dir``. Inputs are validated leads/events (CSV or Parquet)."""
     out_dir = Path(out_dir)
@@ -356,7 +369,7 @@ def build_features(leads_path, events_path, out_dir, params: FeatureParams, prio
     con.execute(f"CREATE OR REPLACE TEMP TABLE _behavior AS {_behavior_sql(params)}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _account AS {_account_sql(params)}")
 
-    specs = feature_specs(params)
+    specs = feature_specs(params, extra)
     select = ",\n".join(f"{f.sql} AS {f.name}" for f in specs)
     features_path = out_dir / "features.parquet"
     fp = str(features_path).replace("'", "''")
@@ -375,7 +388,8 @@ def build_features(leads_path, events_path, out_dir, params: FeatureParams, prio
     exclusions.to_csv(exclusions_path, index=False)
     metadata_path = out_dir / "feature_metadata.json"
     metadata_path.write_text(json.dumps({"export_at": export_at.isoformat(), "as_of": None if as_of_ts is None
-                                         else as_of_ts.isoformat(), "features": feature_metadata(params)}, indent=2))
+                                         else as_of_ts.isoformat(), "features": feature_metadata(params, extra),
+                                         "declared_after_contact": list(declared_after_contact or [])}, indent=2))
     leads_in = con.sql("SELECT count(*) FROM _snap_all").fetchall()[0][0]
     rows = con.sql(f"SELECT count(*) FROM read_parquet('{fp}')").fetchall()[0][0]
     for t in ("_behavior", "_account", "_snap_all"):

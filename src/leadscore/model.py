@@ -140,8 +140,9 @@ class LeadScoreModel:
         out = {}
         for c in self.feature_names:
             if c in self.categories:
-                out[c] = pd.Categorical(X[c].astype("string").astype(object).where(X[c].notna(), None),
-                                        categories=self.categories[c])
+                text = X[c].astype("string").astype(object)
+                known = text.isin(self.categories[c]) & X[c].notna().to_numpy()
+                out[c] = pd.Categorical(text.where(known, None), categories=self.categories[c])
             else:
                 out[c] = pd.to_numeric(X[c], errors="coerce").astype(float).to_numpy()
         return pd.DataFrame(out, index=X.index)

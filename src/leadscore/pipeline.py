@@ -27,7 +27,23 @@ def run_validate(params: Params, out_dir: str | Path) -> list[contract.FileRepor
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rejects_path, report_path = out / "rejects.csv", out / "report.json"
-    leads, lead_rejects, lead_report = contract.validate_leads(params.data.leads)
+    leads_path, mapping_report = params.data.leads, None
+    if params.data.mapping:
+        from leadscore import mapping as export_mapping
+
+        spec = export_mapping.load_mapping(params.data.mapping)
+        mapped, mapping_report = export_mapping.apply_mapping(export_mapping.read_export(leads_path), spec,
+                                                              str(leads_path))
+        leads_path = out / "mapped_leads.parquet"
+        mapped.to_parquet(leads_path, index=False)
+        (out / "extra_features.json").write_text(json.dumps({
+            "features": export_mapping.extra_feature_specs(mapping_report, include_after_contact=True),
+            "declared_after_contact": [export_mapping.extra_name(c) if not str(c).startswith("x_") else c
+                                       for c in mapping_report.declared_after_contact],
+            "mapping": params.data.mapping}, indent=2, default=str))
+    else:
+        (out / "extra_features.json").unlink(missing_ok=True)
+    leads, lead_rejects, lead_report = contract.validate_leads(leads_path)
     leads.to_parquet(out / "leads.parquet", index=False, compression="zstd")
     reports, rejects = [lead_report], [lead_rejects]
     if params.data.events:
@@ -41,8 +57,9 @@ def run_validate(params: Params, out_dir: str | Path) -> list[contract.FileRepor
 
     all_rejects = pd.concat([r for r in rejects if len(r)] or [rejects[0]], ignore_index=True)
     all_rejects.to_csv(rejects_path, index=False)
-    report_path.write_text(json.dumps({"files": [asdict(r) for r in reports],
-                                       "priority_accounts": len(priority)}, indent=2, default=str))
+    report_path.write_text(json.dumps({"files": [asdict(r) for r in reports], "priority_accounts": len(priority),
+                                       "mapping": mapping_report.to_dict() if mapping_report else None},
+                                      indent=2, default=str))
     for r in reports:
         contract.enforce_reject_share(all_rejects, r, params.validate_.max_reject_share, rejects_path)
     return reports
@@ -52,11 +69,13 @@ def run_features(params: Params, validated_dir: str | Path, out_dir: str | Path,
                  as_of: str | None = None) -> features.FeatureBuild:
     v = Path(validated_dir)
     events = v / "events.parquet"
+    extra = json.loads((v / "extra_features.json").read_text()) if (v / "extra_features.json").exists() else {}
     return features.build_features(v / "leads.parquet", events if events.exists() else None, out_dir,
-                                   params.features, priority_path=v / "priority_accounts.parquet", as_of=as_of)
+                                   params.features, priority_path=v / "priority_accounts.parquet", as_of=as_of,
+                                   extra=extra.get("features"), declared_after_contact=extra.get("declared_after_contact"))
 
 
-def guard_leakage(split, meta: list[dict], train_params) -> pd.DataFrame:
+def guard_leakage(split, meta: list[dict], train_params, declared_by_mapping=()) -> pd.DataFrame:
     """Examine the snapshot attributes (fit group and mapped export columns ``x_…``) of the training
     period for outcome leakage; returns the report (empty when the guard is off)."""
     from leadscore.leakage import leakage_report
@@ -65,7 +84,7 @@ def guard_leakage(split, meta: list[dict], train_params) -> pd.DataFrame:
     if not train_params.leakage_guard or not examined:
         return pd.DataFrame(columns=["column", "single_column_auc", "flagged", "excluded", "reason"])
     history = pd.concat([split.train, split.valid])
-    declared = [c for c in train_params.after_sales_contact if c in history.columns]
+    declared = [c for c in (*train_params.after_sales_contact, *declared_by_mapping) if c in history.columns]
     # Flag on AUC, values decisive both ways, and declarations; one-sided purity is reported only: it
     # also fires on genuine disqualifiers (students never buy), which a model should keep.
     return leakage_report(history, "label", examined, auc_threshold=train_params.leakage_auc_threshold,
@@ -93,8 +112,9 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
     for d in (models_dir, reports_dir, outputs_dir, reports_dir / "figures"):
         d.mkdir(parents=True, exist_ok=True)
     table, meta = features.load_feature_table(features_path)
+    declared = json.loads(features_path.with_name("feature_metadata.json").read_text()).get("declared_after_contact", [])
     split = time_split(table, params.split)
-    leakage = guard_leakage(split, meta, params.train)
+    leakage = guard_leakage(split, meta, params.train, declared)
     excluded = set(leakage.loc[leakage["excluded"], "column"]) if len(leakage) else set()
     model = train_model(split, [m for m in meta if m["name"] not in excluded], params.train, params.seed)
     baseline = RuleBaseline(params.baseline).fit(split.calibration, split.calibration["label"])
@@ -130,6 +150,10 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
                                 deal_value=sp.deal_value, touch_cost=sp.touch_cost)
     threshold, reason = choose_threshold(cal_table, sp, scale)
     scorer = LeadScorer(model, sp, threshold, reason, feature_params=params.features)
+    if params.data.mapping:  # batch scoring applies the same mapping to raw exports
+        from leadscore.mapping import load_mapping
+
+        scorer.mapping = load_mapping(params.data.mapping)
     exp = scorer.explain(test)
     scored = scorer.score(test, explanation=exp)
     additivity = np.abs(exp.base_points + exp.contributions.sum(axis=1) + exp.cap - exp.points)
@@ -233,7 +257,34 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
             tags={**tracking.lineage_tags(features_path), "calibration_method": summary["calibration_method"],
                   "mql_threshold_reason": reason},
             experiment=params.mlflow.experiment, registered_model=params.mlflow.registered_model)
+        decision = tracking.champion_challenger(
+            params.mlflow.registered_model, logged["version"], scorer, test, y, weeks, params.promotion,
+            logged["run_id"])
+        logged["promoted"] = decision.promote
+        logged["promotion_reasons"] = decision.reasons
         (reports_dir / "mlflow_run.json").write_text(json.dumps(logged, indent=2))
         result["mlflow"] = logged
+    else:
+        decision = None
+    from leadscore import modelcard
+
+    card = modelcard.render_model_card({
+        "model": {"name": params.mlflow.registered_model, "version": result.get("mlflow", {}).get("version", "not registered"),
+                  "run_id": result.get("mlflow", {}).get("run_id", "")},
+        "data_window": split.boundaries, "features": scorer.model.metadata,
+        "metrics": {k: v for k, v in metrics.items() if k in ("model", "baseline", "truth")},
+        "calibration": {"method": summary["calibration_method"], "ece": metrics["model"]["ece"],
+                        "log_loss": metrics["model"]["log_loss"]},
+        "leakage": leakage, "drift": {"features": fd, "score_psi": score_psi},
+        "threshold": {"policy": sp.mql_policy, "points": threshold, "reason": reason,
+                      "mql_per_week": metrics["mql"]["model_mqls_per_week"], "win_rate": metrics["mql"]["model_win_rate"]},
+        "decision": decision,
+    })
+    (outputs_dir / "model_card.md").write_text(card, encoding="utf-8")
+    (outputs_dir / "model_card.html").write_text(modelcard.to_html(card, title="leadscore model card"), encoding="utf-8")
+    result["model_card"] = outputs_dir / "model_card.md"
+    if log_to_mlflow:
+        tracking.log_files(result["mlflow"]["run_id"], {outputs_dir / "model_card.md": "model_card",
+                                                        outputs_dir / "model_card.html": "model_card"})
     plt.close("all")
     return result

@@ -207,6 +207,7 @@ class LeadScorer:
         self.features = [Feature(**{**m, "sql": ""}) for m in model.metadata]
         # The feature definitions the model was trained on: batch scoring rebuilds features with them.
         self.feature_params = feature_params
+        self.mapping = None  # the export mapping of the training data, applied to raw exports at scoring
 
     def points_only(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(probability, shown points) without explanations: one plain prediction."""

@@ -150,3 +150,87 @@ def load_registered(model_uri: str):
 
     mlflow.set_tracking_uri(tracking_uri())
     return mlflow.pyfunc.load_model(model_uri)
+
+
+def holdout_metrics(scorer, X: pd.DataFrame, y, weeks: float) -> dict:
+    """What the promotion gate compares, for one scorer on the holdout (at its own MQL threshold)."""
+    import numpy as np
+
+    from leadscore.evaluate import expected_calibration_error
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    y = np.asarray(y)
+    p = scorer.model.predict_proba(X)
+    _, points = scorer.points_only(X)
+    mql = points >= scorer.mql_threshold
+    return {"roc_auc": float(roc_auc_score(y, p)), "log_loss": float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])),
+            "ece": expected_calibration_error(y, p), "mql_win_rate": float(y[mql].mean()) if mql.any() else float("nan"),
+            "mql_per_week": float(mql.sum() / weeks)}
+
+
+def champion_challenger(name: str, version: str, scorer, X: pd.DataFrame, y, weeks: float, gate_params: dict,
+                        run_id: str):
+    """Compare the new challenger with the current champion on the same holdout; move the champion
+    alias when the gate passes; log the decision in the run. Returns the registry Decision."""
+    import mlflow
+
+    from leadscore import registry
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client = mlflow.MlflowClient()
+    gate = registry.PromotionGate(**gate_params)
+    challenger = holdout_metrics(scorer, X, y, weeks)
+    champion_version = registry.get_alias_version(client, name, "champion")
+    champion = None
+    if champion_version is not None:
+        champ = mlflow.pyfunc.load_model(f"models:/{name}/{champion_version}").unwrap_python_model().scorer
+        same_features = (getattr(champ, "feature_params", None) == scorer.feature_params
+                         and set(champ.model.feature_names) <= set(X.columns))
+        if not same_features:
+            decision = registry.Decision(False, [f"champion v{champion_version} was built on other features: it cannot "
+                                                 f"be scored on this holdout; compare by hand, then `leadscore promote`"],
+                                         pd.DataFrame())
+            _log_decision(client, run_id, decision, champion_version)
+            return decision
+        champion = holdout_metrics(champ, X, y, weeks)
+    decision = registry.compare(champion, challenger, gate)
+    if decision.promote:
+        registry.set_champion(client, name, version, "; ".join(decision.reasons))
+    _log_decision(client, run_id, decision, champion_version)
+    return decision
+
+
+def _log_decision(client, run_id: str, decision, champion_version) -> None:
+    client.set_tag(run_id, "promotion.decision", "promoted" if decision.promote else "refused")
+    client.set_tag(run_id, "promotion.reasons", "; ".join(decision.reasons)[:5000])
+    client.set_tag(run_id, "promotion.champion_before", str(champion_version))
+    if len(decision.table):
+        client.log_text(run_id, decision.table.to_csv(index=False), "promotion/decision.csv")
+
+
+def log_files(run_id: str, files: dict[Path, str]) -> None:
+    """Add files to a finished run (path → artifact folder)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client = mlflow.MlflowClient()
+    for path, dest in files.items():
+        client.log_artifact(run_id, str(path), dest)
+
+
+def promote(name: str, version: str, reason: str) -> str | None:
+    import mlflow
+
+    from leadscore import registry
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return registry.set_champion(mlflow.MlflowClient(), name, version, reason)
+
+
+def rollback(name: str, reason: str = "rollback") -> str:
+    import mlflow
+
+    from leadscore import registry
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return registry.rollback(mlflow.MlflowClient(), name, reason)

@@ -156,3 +156,12 @@ def test_scores_do_not_depend_on_the_tables_index(scorer_and_table):
     b = scorer.score(shuffled).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
     assert b["reasons"].str.startswith('{"positive": [').all()
+
+
+def test_the_fast_engine_gives_lightgbms_reasons(scorer_and_table):
+    scorer, table = scorer_and_table
+    sample = table.head(500)
+    fast = scorer.explain(sample, engine="fast")
+    slow = scorer.explain(sample, engine="lightgbm")
+    np.testing.assert_allclose(fast.contributions, slow.contributions, rtol=1e-9, atol=1e-9)
+    pd.testing.assert_frame_equal(scorer.score(sample, engine="fast"), scorer.score(sample, engine="lightgbm"))

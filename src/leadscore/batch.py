@@ -163,7 +163,7 @@ def change_since(previous: pd.DataFrame | None, current: pd.DataFrame, contrib_c
 def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=None, priority_path=None,
                 model_name: str = "", model_version: str = "", chunk_size: int = 100_000, explain: str = "all",
                 near_mql_points: float = 10.0, history_dir=None, max_reject_share: float = 0.05,
-                feature_params=None, progress=None, workdir=None) -> ScoreRun:
+                feature_params=None, progress=None, workdir=None, engine: str | None = None) -> ScoreRun:
     """Score every open lead of an export; see the module docstring."""
     if explain not in EXPLAIN_MODES:
         raise ValueError(f"explain must be one of {', '.join(EXPLAIN_MODES)}")
@@ -236,7 +236,7 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
                     continue
                 for c in (m["name"] for m in scorer.model.metadata if m["kind"] == "categorical"):
                     X[c] = X[c].astype("category")
-                chunk, contrib, hashes, n_exp, n_reuse = _score_chunk(scorer, X, explain, near_mql_points, previous)
+                chunk, contrib, hashes, n_exp, n_reuse = _score_chunk(scorer, X, explain, near_mql_points, previous, engine)
                 n_explained += n_exp
                 n_reused += n_reuse
                 chunk.insert(0, "lead_id", X["lead_id"].to_numpy())
@@ -304,7 +304,8 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _score_chunk(scorer: LeadScorer, X: pd.DataFrame, explain: str, near: float, previous: pd.DataFrame | None):
+def _score_chunk(scorer: LeadScorer, X: pd.DataFrame, explain: str, near: float, previous: pd.DataFrame | None,
+                 engine: str | None = None):
     """Scores for one chunk; reasons for the leads the explain mode selects."""
     hashes = _row_hash(X, scorer.model.feature_names)
     n = len(X)
@@ -323,7 +324,7 @@ def _score_chunk(scorer: LeadScorer, X: pd.DataFrame, explain: str, near: float,
     contrib = np.full((n, len(scorer.model.feature_names)), np.nan)
     if todo.any():
         sub = X[todo]
-        exp = scorer.explain(sub)
+        exp = scorer.explain(sub, engine)
         scored = scorer.score(sub, explanation=exp)
         out.loc[np.flatnonzero(todo), SCORE_COLUMNS] = scored[SCORE_COLUMNS].to_numpy()
         contrib[todo] = exp.contributions

@@ -125,6 +125,7 @@ class ScoringParams(_Section):
     deal_value: float = Field(20000, gt=0)
     touch_cost: float = Field(400, gt=0)
     top_reasons: int = Field(3, ge=1, le=10)
+    explain_engine: Literal["fast", "lightgbm"] = "fast"  # exact tree SHAP: leadscore.treeshap or LightGBM's own
 
     @field_validator("fit_grades", "engagement_grades", "bands", mode="before")
     @classmethod

@@ -311,11 +311,14 @@ def _duckdb_source(path: Path) -> str:
     raise ContractError(f"{path}: unsupported file type '{suffix}'; use CSV or Parquet")
 
 
-def _ts_sql(col: str) -> str:
-    """A column to naive UTC; strings with an offset are converted, naive ones taken as UTC."""
-    return (f"CASE WHEN typeof({col}) LIKE 'TIMESTAMP%' OR typeof({col}) = 'DATE' "
-            f"THEN TRY_CAST(TRY_CAST({col} AS TIMESTAMPTZ) AS TIMESTAMP) "
-            f"ELSE TRY_CAST(TRY_CAST(trim(CAST({col} AS VARCHAR)) AS TIMESTAMPTZ) AS TIMESTAMP) END")
+def _ts_sql(col: str, sql_type: str = "VARCHAR") -> str:
+    """A column to naive UTC by its declared type: typed timestamps pass through (with an offset,
+    converted), text is parsed (an offset converted, a naive time taken as UTC)."""
+    if sql_type == "TIMESTAMP" or sql_type.startswith("TIMESTAMP("):
+        return f"CAST({col} AS TIMESTAMP)"
+    if sql_type.startswith("TIMESTAMP") or sql_type == "DATE":
+        return f"TRY_CAST(TRY_CAST({col} AS TIMESTAMPTZ) AS TIMESTAMP)"
+    return f"TRY_CAST(TRY_CAST(trim(CAST({col} AS VARCHAR)) AS TIMESTAMPTZ) AS TIMESTAMP)"
 
 
 def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.DataFrame, out_path: str | Path,
@@ -328,7 +331,10 @@ def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.Da
     file = str(path)
     if not path.exists():
         raise ContractError(f"{path}: file not found")
-    con = con or duckdb.connect()
+    if con is None:
+        from leadscore.features import connect
+
+        con = connect()
     con.execute("SET TimeZone = 'UTC'")
     src = _duckdb_source(path)
     try:
@@ -350,14 +356,15 @@ def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.Da
     unreadable = {c: (f"{q(c)} IS NOT NULL AND TRY_CAST({q(c)} AS DOUBLE) IS NULL" if c in cols else "false")
                   for c in ("duration_s", "percent_watched")}
     asset = f"NULLIF(trim(CAST({q('asset')} AS VARCHAR)), '')" if "asset" in cols else "NULL::VARCHAR"
+    # Views, not tables: the event log is read as a stream (hundreds of millions of rows), once to
+    # write the valid rows and once to return the rejected ones; nothing is held in memory whole.
     scan = f"""
-        CREATE OR REPLACE TEMP TABLE _ev AS
+        CREATE OR REPLACE TEMP VIEW _ev AS
         SELECT _row,
                NULLIF(trim({id_sql}), '') AS lead_id,
                CAST({q('timestamp')} AS VARCHAR) AS raw_timestamp,
-               {_ts_sql(q('timestamp'))} AS timestamp,
+               {_ts_sql(q('timestamp'), types.get(cols['timestamp'], 'VARCHAR'))} AS timestamp,
                CAST({q('event_type')} AS VARCHAR) AS raw_event_type,
-               regexp_replace(lower(trim(CAST({q('event_type')} AS VARCHAR))), '[^a-z0-9]+', '_', 'g') AS event_type,
                {asset} AS asset,
                {opt['duration_s']} AS duration_s,
                {opt['percent_watched']} AS percent_watched,
@@ -369,17 +376,22 @@ def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.Da
         con.execute(scan)
     except duckdb.Error as exc:  # e.g. a malformed line far into a CSV
         raise ContractError(f"{path}: cannot be read as a table: {exc}") from exc
+    # An export holds a handful of distinct event types: fold their spelling once, not per row.
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _ev_checked AS
-        SELECT e.*,
+        CREATE OR REPLACE TEMP TABLE _types AS
+        SELECT raw, regexp_replace(lower(trim(raw)), '[^a-z0-9]+', '_', 'g') AS event_type
+        FROM (SELECT DISTINCT CAST({q('event_type')} AS VARCHAR) AS raw FROM {src})""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW _ev_checked AS
+        SELECT e.*, t.event_type,
           CASE
             WHEN e.lead_id IS NULL THEN 'lead_id is missing'
             WHEN v.lead_id IS NULL AND r.lead_id IS NOT NULL THEN 'lead was rejected in the leads file'
             WHEN v.lead_id IS NULL THEN 'lead_id not found in the leads file'
             WHEN e.timestamp IS NULL AND nullif(trim(e.raw_timestamp), '') IS NULL THEN 'timestamp is missing'
             WHEN e.timestamp IS NULL THEN 'timestamp is not a readable timestamp'
-            WHEN e.event_type IS NULL OR e.event_type = '' THEN 'event_type is missing'
-            WHEN e.event_type NOT IN ({known}) THEN 'unknown event_type'
+            WHEN t.event_type IS NULL OR t.event_type = '' THEN 'event_type is missing'
+            WHEN t.event_type NOT IN ({known}) THEN 'unknown event_type'
           END AS reason,
           CASE
             WHEN e.lead_id IS NULL OR v.lead_id IS NULL THEN 'lead_id'
@@ -387,6 +399,7 @@ def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.Da
             ELSE 'event_type'
           END AS reason_column
         FROM _ev e
+        LEFT JOIN _types t ON e.raw_event_type = t.raw
         LEFT JOIN _valid_leads v ON e.lead_id = v.lead_id
         LEFT JOIN _rejected_leads r ON e.lead_id = r.lead_id
     """)
@@ -396,22 +409,25 @@ def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.Da
         COPY (SELECT lead_id, timestamp, event_type, asset,
                      CASE WHEN duration_s >= 0 THEN duration_s END AS duration_s,
                      CASE WHEN percent_watched BETWEEN 0 AND 100 THEN percent_watched END AS percent_watched
-              FROM _ev_checked WHERE reason IS NULL ORDER BY _row)
+              FROM _ev_checked WHERE reason IS NULL)
         TO '{op}' (FORMAT parquet, COMPRESSION zstd)
-    """)
-    rejects = con.sql(f"""
+    """)  # insertion order is preserved: the valid events keep the file's order
+    flagged = con.sql(f"""
         SELECT '{file.replace("'", "''")}' AS file, _row AS row, lead_id, reason_column AS column, reason,
                CASE reason_column WHEN 'lead_id' THEN lead_id WHEN 'timestamp' THEN raw_timestamp
-                    ELSE raw_event_type END AS value
-        FROM _ev_checked WHERE reason IS NOT NULL ORDER BY _row
-    """).df()
-    counts = con.sql("""
-        SELECT count(*) AS n, count(*) FILTER (WHERE reason IS NULL) AS ok,
-               count(*) FILTER (WHERE reason IS NULL AND duration_s < 0) AS bad_duration,
-               count(*) FILTER (WHERE reason IS NULL AND NOT percent_watched BETWEEN 0 AND 100) AS bad_pct,
-               count(*) FILTER (WHERE reason IS NULL AND bad_duration_text) AS text_duration,
-               count(*) FILTER (WHERE reason IS NULL AND bad_pct_text) AS text_pct
-        FROM _ev_checked""").fetchall()[0]
+                    ELSE raw_event_type END AS value,
+               reason IS NULL AND duration_s < 0 AS bad_duration,
+               reason IS NULL AND NOT percent_watched BETWEEN 0 AND 100 AS bad_pct,
+               reason IS NULL AND bad_duration_text AS text_duration,
+               reason IS NULL AND bad_pct_text AS text_pct
+        FROM _ev_checked
+        WHERE reason IS NOT NULL OR duration_s < 0 OR NOT percent_watched BETWEEN 0 AND 100
+              OR bad_duration_text OR bad_pct_text
+    """).df().sort_values("row", kind="stable")
+    rejects = flagged[flagged["reason"].notna()].reset_index(drop=True)
+    total = con.sql(f"SELECT count(*) FROM {src}").fetchall()[0][0]
+    counts = (total, total - len(rejects), int(flagged["bad_duration"].sum()), int(flagged["bad_pct"].sum()),
+              int(flagged["text_duration"].sum()), int(flagged["text_pct"].sum()))
     report = FileReport(file=file, rows_in=counts[0], rows_valid=counts[1], rows_rejected=len(rejects),
                         rejected_by_reason=rejects["reason"].value_counts().to_dict(),
                         columns_added=[c for c in EVENT_COLUMNS if c not in cols])
@@ -423,7 +439,7 @@ def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.Da
         report.warnings["duration_s: not a number, set to missing"] = counts[4]
     if counts[5]:
         report.warnings["percent_watched: not a number, set to missing"] = counts[5]
-    con.execute("DROP TABLE _ev; DROP TABLE _ev_checked")
+    con.execute("DROP VIEW _ev_checked; DROP VIEW _ev; DROP TABLE _types")
     report.check_reconciled()
     return rejects[REJECT_COLUMNS], report
 

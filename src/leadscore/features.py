@@ -318,10 +318,12 @@ def to_utc_naive(value) -> pd.Timestamp:
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
 
 
-def connect(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+DEFAULT_MEMORY_LIMIT = "4GB"  # DuckDB spills to disk past this: memory stays bounded on any export
+
+
+def connect(threads: int | None = None, memory_limit: str | None = DEFAULT_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET preserve_insertion_order = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
@@ -342,6 +344,7 @@ def build_features(leads_path, events_path, out_dir, params: FeatureParams, prio
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     con = con or connect()
+    con.execute("SET preserve_insertion_order = false")  # aggregates: row order is irrelevant, and costs
     con.execute(f"CREATE OR REPLACE TEMP VIEW _leads AS SELECT * FROM {_source(leads_path)}")
     if events_path is not None:
         con.execute(f"CREATE OR REPLACE TEMP VIEW _events AS SELECT lead_id, timestamp, event_type, asset, "

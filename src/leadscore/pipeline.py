@@ -149,7 +149,7 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
     cal_table = threshold_table(cal_points, model.calibrator.predict(cal_margin), params.split.calibration_days / 7,
                                 deal_value=sp.deal_value, touch_cost=sp.touch_cost)
     threshold, reason = choose_threshold(cal_table, sp, scale)
-    scorer = LeadScorer(model, sp, threshold, reason, feature_params=params.features)
+    scorer = LeadScorer(model, sp, threshold, reason, explain_engine=sp.explain_engine, feature_params=params.features)
     if params.data.mapping:  # batch scoring applies the same mapping to raw exports
         from leadscore.mapping import load_mapping
 

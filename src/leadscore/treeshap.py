@@ -7,6 +7,7 @@ the same numbers as ``booster.predict(X, pred_contrib=True)``, computed much fas
 
     explainer = FastTreeExplainer(booster)        # precompute once per model
     phi = explainer.contributions(X)              # (n_rows, n_features + 1); last column = bias
+    phi = contributions(booster, X)               # same, explainer cached per booster object
     phi = contributions(booster, X, engine="lightgbm")   # LightGBM's own pred_contrib, for comparison
 
 Algorithm (Fast TreeSHAP v2 style, Yang 2021)
@@ -46,9 +47,12 @@ float32/float64 is cast to float32 first, as LightGBM does.
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 
 import lightgbm as lgb
+import numba
 import numpy as np
 import pandas as pd
 from lightgbm.basic import _data_from_pandas
@@ -85,7 +89,7 @@ def _shap_kernel(X, out, block_rows,
                  s_feat, s_z, s_omz, p_node, p_dir, p_slot,
                  table, W, max_int, max_leaf, max_d):
     """Rows in blocks (parallel); per block, tree by tree, every loop over the block's rows is branch-free
-    so that LLVM can vectorise it. out must be zero-filled; the bias is added by the caller."""
+    so that LLVM can vectorise it. Writes every column of out except the bias (added by the caller)."""
     n, n_features = X.shape
     n_cols = out.shape[1]
     n_trees = t_node_off.shape[0]
@@ -289,7 +293,7 @@ class FastTreeExplainer:
         the same default as ``booster.predict``.
     max_table_depth : int
         Leaves whose path has at most this many distinct features get a ``2**d`` table (O(d) per row);
-        deeper leaves are computed per row in O(d**2). At most 30.
+        deeper leaves are computed per row in O(d**2). At most 20 (a table holds 2**d doubles).
     max_table_bytes : int
         Memory budget for all tables; when exceeded, the leaves with the most distinct features fall
         back to the per-row computation.
@@ -307,9 +311,9 @@ class FastTreeExplainer:
     """
 
     def __init__(self, booster: lgb.Booster, num_iteration: int | None = None, *,
-                 max_table_depth: int = 12, max_table_bytes: int = 512 * 2**20, block_rows: int = 64):
-        if not 0 <= max_table_depth <= 30:
-            raise ValueError("max_table_depth must be between 0 and 30")
+                 max_table_depth: int = 16, max_table_bytes: int = 512 * 2**20, block_rows: int = 128):
+        if not 0 <= max_table_depth <= 20:
+            raise ValueError("max_table_depth must be between 0 and 20")
         t0 = time.perf_counter()
         dump = booster.dump_model(num_iteration=-1)
         self.n_features = int(dump["max_feature_idx"]) + 1
@@ -343,8 +347,11 @@ class FastTreeExplainer:
                 continue
             node_off, leaf_off = len(n_feat), len(l_value)
             leaves_by_index: dict[int, tuple[int, float]] = {}
-            # iterative preorder walk; each stack entry: node, local id to assign, path info
-            stack = [(root, [], [], [], [])]  # node, path_feats(unique), path_z, path_nodes, path_dirs/slots
+            local_id: dict[int, int] = {}  # id(node dict) -> local id (>= 0 internal, < 0 ~leaf)
+            children_of: list[tuple[int, dict, dict]] = []
+            # preorder walk (parents before children). Entry: node, the path's distinct features (slot
+            # order), their zero fractions, the path's internal nodes and (went_left, slot) per step.
+            stack = [(root, [], [], [], [])]
             next_int = 0
             while stack:
                 node, uniq, zs, pnodes, pmeta = stack.pop()
@@ -360,11 +367,12 @@ class FastTreeExplainer:
                     s_z.extend(zs)
                     l_paths.append((pnodes, pmeta))
                     l_plen.append(len(pnodes))
-                    node["_id"] = ~local
+                    local_id[id(node)] = ~local
                     continue
                 local = next_int
                 next_int += 1
-                node["_id"] = local
+                local_id[id(node)] = local
+                children_of.append((node_off + local, node["left_child"], node["right_child"]))
                 f = int(node["split_feature"])
                 if f in uniq:
                     slot = uniq.index(f)
@@ -410,17 +418,13 @@ class FastTreeExplainer:
                         cu.append(f)
                         cz.append(ratio)
                     children.append((child, cu, cz, pnodes + [local], pmeta + [(side, slot)]))
-                node["_children"] = (node["left_child"], node["right_child"])
-                # push right first so that left is visited first (preorder; order is irrelevant otherwise)
                 stack.append(children[1])
                 stack.append(children[0])
-                node["_gidx"] = node_off + local
-            # resolve child ids (all nodes of this tree now have _id)
-            for node, g in self._internal_nodes(root):
-                left, right = node["_children"]
-                # positions in the kernel's mask array: internal nodes first, then leaves
-                n_lpos[g] = left["_id"] if left["_id"] >= 0 else next_int + ~left["_id"]
-                n_rpos[g] = right["_id"] if right["_id"] >= 0 else next_int + ~right["_id"]
+            # child positions in the kernel's per-tree mask array: internal nodes first, then leaves
+            for g, left, right in children_of:
+                a, b = local_id[id(left)], local_id[id(right)]
+                n_lpos[g] = a if a >= 0 else next_int + ~a
+                n_rpos[g] = b if b >= 0 else next_int + ~b
             # bias: LightGBM's Tree::ExpectedValue, leaves in leaf_index order
             total = float(root["internal_count"])
             ev = 0.0
@@ -459,16 +463,6 @@ class FastTreeExplainer:
         self._max_int = max(t_nint, default=0) + 1
         self._max_leaf = max(t_nleaf, default=0) + 1
         self._max_d = int(self._l_d.max(initial=0))
-
-    @staticmethod
-    def _internal_nodes(root):
-        stack = [root]
-        while stack:
-            node = stack.pop()
-            if "leaf_value" in node:
-                continue
-            yield node, node["_gidx"]
-            stack.extend(node["_children"])
 
     def _tabulate(self, max_table_depth: int, max_table_bytes: int) -> None:
         d = self._l_d
@@ -527,7 +521,8 @@ class FastTreeExplainer:
             X = X.astype(np.float32)  # LightGBM predicts non-float arrays as float32
         if X.shape[1] != self.n_features:
             raise ValueError(f"X has {X.shape[1]} features, the model expects {self.n_features}")
-        return np.ascontiguousarray(X, dtype=np.float64)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        return X if X.flags.writeable else X.copy()  # one numba signature: always a writeable C array
 
     def contributions(self, X) -> np.ndarray:
         """SHAP values: shape (n_rows, n_features + 1), last column the bias (LightGBM pred_contrib layout;
@@ -535,8 +530,10 @@ class FastTreeExplainer:
         Xm = self.to_matrix(X)
         F1 = self.n_features + 1
         out = np.zeros((Xm.shape[0], self.n_outputs * F1))
-        if Xm.shape[0] and self.n_trees and len(self._t["t_node_off"]):
-            _shap_kernel(Xm, out, self.block_rows, *self._t.values(), *self._n.values(),
+        if Xm.shape[0] and len(self._t["t_node_off"]):
+            # enough blocks for every thread on small batches
+            block = max(8, min(self.block_rows, -(-Xm.shape[0] // numba.get_num_threads())))
+            _shap_kernel(Xm, out, block, *self._t.values(), *self._n.values(),
                          self._l_value, self._l_d, self._l_soff, self._l_toff, self._l_poff, self._l_plen,
                          self._s_feat, self._s_z, self._s_omz, self._p_node, self._p_dir, self._p_slot,
                          self._table, self._W, self._max_int, self._max_leaf, self._max_d)
@@ -545,14 +542,33 @@ class FastTreeExplainer:
         return out
 
 
-def contributions(booster: lgb.Booster, X, engine: str = "fast", num_iteration: int | None = None) -> np.ndarray:
-    """Per-row SHAP contributions (n_rows, n_features + 1; last column = bias) of the raw margin.
+_CACHE: "weakref.WeakKeyDictionary[lgb.Booster, tuple[tuple, FastTreeExplainer]]" = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
 
-    ``engine="fast"`` uses :class:`FastTreeExplainer` (builds it on every call: reuse an explainer for
-    repeated batches); ``engine="lightgbm"`` is ``booster.predict(X, pred_contrib=True)``.
+
+def _cached_explainer(booster: lgb.Booster, num_iteration: int | None) -> FastTreeExplainer:
+    """One explainer per live booster, rebuilt when its iterations (or the requested ones) change."""
+    key = (num_iteration, booster.current_iteration(), booster.best_iteration)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(booster)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+    explainer = FastTreeExplainer(booster, num_iteration)
+    with _CACHE_LOCK:
+        _CACHE[booster] = (key, explainer)
+    return explainer
+
+
+def contributions(booster: lgb.Booster, X, engine: str = "fast", num_iteration: int | None = None) -> np.ndarray:
+    """Per-row SHAP contributions of the raw margin: (n_rows, n_features + 1), last column = bias.
+
+    ``engine="fast"``: :class:`FastTreeExplainer`, built on the first call for a booster and reused while
+    that booster object lives and its iteration count is unchanged (build a new ``FastTreeExplainer``
+    yourself after editing trees in place, e.g. ``set_leaf_output``).
+    ``engine="lightgbm"``: ``booster.predict(X, num_iteration=num_iteration, pred_contrib=True)``.
     """
     if engine == "fast":
-        return FastTreeExplainer(booster, num_iteration).contributions(X)
+        return _cached_explainer(booster, num_iteration).contributions(X)
     if engine == "lightgbm":
         return np.asarray(booster.predict(X, num_iteration=num_iteration, pred_contrib=True))
     raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'lightgbm'")

@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet "uv==0.13.9"
-	$(PY) -m uv sync --frozen --extra dev --python $(PY)
+	$(PY) -m uv sync --frozen --extra dev --extra spark --python $(PY)
 	@touch $@
 
 setup: $(VENV)/.installed

@@ -60,7 +60,7 @@ def psi(expected, actual, bins: int = 10) -> float:
     if bins < 1:
         raise ValueError(f"bins must be ≥ 1, got {bins}")
     e_missing, a_missing = bool(e.isna().all()), bool(a.isna().all())
-    if (_is_numeric(e) or e_missing) and (_is_numeric(a) or a_missing) and not (e_missing and a_missing):
+    if (is_numeric(e) or e_missing) and (is_numeric(a) or a_missing) and not (e_missing and a_missing):
         e_counts, a_counts = _numeric_counts(e, a, bins)
     else:
         e_counts, a_counts = _categorical_counts(e, a)
@@ -131,7 +131,7 @@ def _series(values) -> pd.Series:
     return s.infer_objects() if s.dtype == object else s
 
 
-def _is_numeric(s: pd.Series) -> bool:
+def is_numeric(s: pd.Series) -> bool:
     """Numbers, datetimes and durations are binned by quantiles; booleans and categoricals by value."""
     if isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(s):
         return False
@@ -139,7 +139,7 @@ def _is_numeric(s: pd.Series) -> bool:
                 or pd.api.types.is_timedelta64_dtype(s))
 
 
-def _as_float(s: pd.Series) -> np.ndarray:
+def as_float(s: pd.Series) -> np.ndarray:
     """Values as floats, NaN for missing (datetimes and durations as nanoseconds)."""
     missing = s.isna().to_numpy()
     if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
@@ -147,13 +147,13 @@ def _as_float(s: pd.Series) -> np.ndarray:
     elif missing.all():
         out = np.zeros(len(s))
     else:
-        out = pd.to_numeric(s).to_numpy(dtype=float, na_value=np.nan, copy=True)
+        out = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan, copy=True)
     out[missing] = np.nan
     return out
 
 
 def _numeric_counts(e: pd.Series, a: pd.Series, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    ev, av = _as_float(e), _as_float(a)
+    ev, av = as_float(e), as_float(a)
     present = ev[~np.isnan(ev)]
     # Inner edges only: the outer bins are open-ended, so out-of-range values land in them.
     # "inverted_cdf" quantiles are observed values (no interpolation), so ties and ±inf stay exact.

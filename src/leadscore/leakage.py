@@ -62,6 +62,8 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+
+from leadscore.drift import as_float, is_numeric
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
@@ -131,7 +133,7 @@ def leakage_report(table: pd.DataFrame, label: str | pd.Series, columns: list[st
     rows = []
     for col in columns:
         x = table[col]
-        numeric = _is_numeric(x)
+        numeric = is_numeric(x)
         codes = _level_codes(x)
         auc = _numeric_auc(x, y) if numeric else _categorical_auc(codes, y, folds)
         levels = _levels(codes, y, min_value_rows)
@@ -197,22 +199,6 @@ def _binary_label(table: pd.DataFrame, label: str | pd.Series) -> np.ndarray:
     return y
 
 
-def _is_numeric(x: pd.Series) -> bool:
-    if isinstance(x.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(x):
-        return False
-    return bool(pd.api.types.is_numeric_dtype(x) or pd.api.types.is_datetime64_any_dtype(x)
-                or pd.api.types.is_timedelta64_dtype(x))
-
-
-def _as_float(x: pd.Series) -> np.ndarray:
-    """Numeric values as floats, NaN for missing (datetimes as nanoseconds)."""
-    if pd.api.types.is_datetime64_any_dtype(x) or pd.api.types.is_timedelta64_dtype(x):
-        out = x.to_numpy(dtype="int64", na_value=0).astype(float)
-        out[pd.isna(x).to_numpy()] = np.nan
-        return out
-    return pd.to_numeric(x, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
 def _level_codes(x: pd.Series) -> np.ndarray:
     """One integer per distinct value, missing values sharing one extra code (their own level)."""
     if isinstance(x.dtype, pd.CategoricalDtype):
@@ -252,7 +238,7 @@ def _categorical_auc(codes: np.ndarray, y: np.ndarray, folds) -> float:
 
 def _numeric_auc(x: pd.Series, y: np.ndarray) -> float:
     """AUC of the value itself; missing values form one level placed at whichever end separates better."""
-    ranks = pd.Series(_as_float(x)).rank(method="average").to_numpy()
+    ranks = pd.Series(as_float(x)).rank(method="average").to_numpy()
     nan = np.isnan(ranks)
     if not nan.any():
         return _direction_free_auc(y, ranks)

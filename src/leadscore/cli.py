@@ -6,9 +6,14 @@ mismatch, too many rejected leads).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-import typer
+# pandera imports pyspark.pandas whenever pyspark (the optional `spark` extra) is installed, and
+# pyspark warns about pandas 3 on import; leadscore's Spark path was checked against pandas 3.
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+
+import typer  # noqa: E402
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -71,6 +76,8 @@ def validate(
     for r in reports:
         warn = "; ".join(f"{k}: {v}" for k, v in r.warnings.items()) or "-"
         table.add_row(r.file, f"{r.rows_in:,}", f"{r.rows_valid:,}", f"{r.rows_rejected:,}", warn)
+    if (out / "mapping.txt").exists():
+        console.print("[bold]what the mapping did[/bold]\n" + (out / "mapping.txt").read_text(), highlight=False)
     console.print(table)
     console.print(f"rejected rows with reasons: {out / 'rejects.csv'}")
 

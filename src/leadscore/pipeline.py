@@ -36,6 +36,7 @@ def run_validate(params: Params, out_dir: str | Path) -> list[contract.FileRepor
                                                               str(leads_path))
         leads_path = out / "mapped_leads.parquet"
         mapped.to_parquet(leads_path, index=False)
+        (out / "mapping.txt").write_text(mapping_report.summary() + "\n")
         (out / "extra_features.json").write_text(json.dumps({
             "features": export_mapping.extra_feature_specs(mapping_report, include_after_contact=True),
             "declared_after_contact": [export_mapping.extra_name(c) if not str(c).startswith("x_") else c
@@ -43,6 +44,7 @@ def run_validate(params: Params, out_dir: str | Path) -> list[contract.FileRepor
             "mapping": params.data.mapping}, indent=2, default=str))
     else:
         (out / "extra_features.json").unlink(missing_ok=True)
+        (out / "mapping.txt").unlink(missing_ok=True)
     leads, lead_rejects, lead_report = contract.validate_leads(leads_path)
     leads.to_parquet(out / "leads.parquet", index=False, compression="zstd")
     reports, rejects = [lead_report], [lead_rejects]

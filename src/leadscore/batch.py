@@ -163,7 +163,8 @@ def change_since(previous: pd.DataFrame | None, current: pd.DataFrame, contrib_c
 def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=None, priority_path=None,
                 model_name: str = "", model_version: str = "", chunk_size: int = 100_000, explain: str = "all",
                 near_mql_points: float = 10.0, history_dir=None, max_reject_share: float = 0.05,
-                feature_params=None, progress=None, workdir=None, engine: str | None = None) -> ScoreRun:
+                feature_params=None, progress=None, workdir=None, engine: str | None = None,
+                memory_limit: str = "1GB") -> ScoreRun:
     """Score every open lead of an export; see the module docstring."""
     if explain not in EXPLAIN_MODES:
         raise ValueError(f"explain must be one of {', '.join(EXPLAIN_MODES)}")
@@ -193,7 +194,8 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
         event_rejects = pd.DataFrame(columns=contract.REJECT_COLUMNS)
         events_file = None
         if events_path is not None:
-            event_rejects, _ = contract.validate_events(events_path, leads, lead_rejects, work / "events.parquet")
+            event_rejects, _ = contract.validate_events(events_path, leads, lead_rejects, work / "events.parquet",
+                                                        con=features.connect(memory_limit=memory_limit))
             events_file = work / "events.parquet"
         priority = None
         if priority_path is not None:
@@ -202,14 +204,18 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
 
         # 2. features at as_of, with the model's own feature definitions
         extra = [m for m in scorer.model.metadata if m["name"].startswith("x_")]
+        # DuckDB spills past memory_limit: the job's memory does not grow with the export.
         build = features.build_features(work / "leads.parquet", events_file, work / "features", fparams,
-                                        priority_path=priority, as_of=as_of_ts, extra=extra)
+                                        priority_path=priority, as_of=as_of_ts, extra=extra,
+                                        con=features.connect(memory_limit=memory_limit))
         feature_file = pq.ParquetFile(build.features)
         check_schema(scorer, feature_file.schema_arrow.names)
         # Open at as_of: a lead decided later was still open then (scoring a past moment).
         decided = leads.loc[leads["outcome"].isin(["won", "lost"]) & (leads["outcome_at"] <= as_of_ts),
                             ["lead_id", "outcome"]]
         decided_ids = set(decided["lead_id"])
+        lead_count = len(leads)
+        del leads  # only the decided ids are needed from here on
 
         # 3. who is not scored, and why
         excluded = pd.read_csv(build.exclusions, dtype={"lead_id": str})
@@ -275,6 +281,7 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
 
         # 4. reconcile before replacing anything
         leads_in = lead_report.rows_in
+        assert lead_count + len(lead_rejects) == leads_in
         if n_scored + len(skipped) != leads_in:
             raise BatchError(f"counts do not reconcile: {leads_in:,} leads in, {n_scored:,} scored, "
                              f"{len(skipped):,} not scored")

@@ -154,6 +154,7 @@ def score(
     history: Path = typer.Option(None, help="Append this run to a history folder and report changes since the last run."),
     max_reject_share: float = typer.Option(0.05, help="Fail (exit 4) when more leads than this break the contract."),
     shap_engine: str = typer.Option(None, help="Override the model's explanation engine: fast | lightgbm (same values)."),
+    memory_limit: str = typer.Option("1GB", help="DuckDB memory limit for validation and features (it spills past it)."),
 ) -> None:
     """Score every open lead of an export with a registered model: points, band, grades, MQL flag, reasons."""
     from leadscore.batch import BatchError, load_scorer, score_leads
@@ -166,7 +167,7 @@ def score(
             run = score_leads(scorer, leads, events, out, as_of=as_of, priority_path=priority_accounts,
                               model_name=name, model_version=version, chunk_size=chunk_size, explain=explain,
                               history_dir=history, max_reject_share=max_reject_share, engine=shap_engine,
-                              progress=lambda n: progress.advance(task, n))
+                              memory_limit=memory_limit, progress=lambda n: progress.advance(task, n))
     except ContractError as exc:
         console.print(f"[red]input breaks the data contract[/red]\n{exc}", highlight=False)
         raise typer.Exit(EXIT_CONTRACT) from exc

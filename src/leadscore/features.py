@@ -21,6 +21,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 import pandas as pd
@@ -301,6 +302,61 @@ def _account_sql(params: FeatureParams) -> str:
         FROM known k LEFT JOIN engaged e USING (lead_id)"""
 
 
+# The export was taken when its newest record was written (when ``features.export_at`` is not set).
+EXPORT_AT_SQL = ("SELECT greatest((SELECT max(created_at) FROM _leads), (SELECT max(outcome_at) FROM _leads), "
+                 "(SELECT max(timestamp) FROM _events)) + INTERVAL '1 second'")
+
+# Leads without an honest row, with the reason (after the feature steps have run).
+EXCLUSIONS_SQL = ("SELECT lead_id, as_of, excluded_because AS reason FROM _snap_all "
+                  "WHERE excluded_because IS NOT NULL ORDER BY lead_id")
+
+
+class SqlStep(NamedTuple):
+    name: str  # the temp view/table later steps read it as
+    sql: str  # one SELECT over _leads, _events, _priority and the earlier steps
+    materialize: bool  # computed once (a table) rather than a view
+
+
+def input_sql(leads: str, events: str | None, priority: str | None) -> list[SqlStep]:
+    """The views ``_leads``, ``_events`` and ``_priority`` the feature SQL reads, over FROM-clause sources
+    (DuckDB: ``read_parquet('…')``; Spark: a temp view name). No events or no priority list: empty views."""
+    if events is not None:
+        ev = f"SELECT lead_id, timestamp, event_type, asset, percent_watched FROM {events}"
+    else:  # leads-only exports: no behaviour log
+        ev = ("SELECT CAST(NULL AS VARCHAR) AS lead_id, CAST(NULL AS TIMESTAMP) AS timestamp, "
+              "CAST(NULL AS VARCHAR) AS event_type, CAST(NULL AS VARCHAR) AS asset, "
+              "CAST(NULL AS DOUBLE) AS percent_watched WHERE false")
+    if priority is not None:
+        pr = f"SELECT CAST(account_id AS VARCHAR) AS account_id, lower(CAST(domain AS VARCHAR)) AS domain FROM {priority}"
+    else:
+        pr = "SELECT NULL::VARCHAR AS account_id, NULL::VARCHAR AS domain WHERE false"
+    return [SqlStep("_leads", f"SELECT * FROM {leads}", False), SqlStep("_events", ev, False),
+            SqlStep("_priority", pr, False)]
+
+
+def feature_sql(params: FeatureParams, as_of: pd.Timestamp | None, export_at: pd.Timestamp,
+                extra: list[dict] | None = None) -> list[SqlStep]:
+    """The statements that build the feature table, in order; the last one (``_features``) is the table.
+
+    They read the inputs as views ``_leads``, ``_events`` and ``_priority``. :func:`build_features` runs
+    them in DuckDB; :mod:`leadscore.spark` transpiles the same statements to Spark SQL, so they stick to
+    constructs both engines evaluate identically.
+    """
+    select = ",\n".join(f"{f.sql} AS {f.name}" for f in feature_specs(params, extra))
+    final = f"""
+            SELECT s.lead_id, s.as_of, s.label, {select}
+            FROM _snap s JOIN _leads l ON l.lead_id = s.lead_id
+            LEFT JOIN _behavior b ON b.lead_id = s.lead_id
+            LEFT JOIN _account a ON a.lead_id = s.lead_id
+            WHERE s.excluded_because IS NULL
+            ORDER BY s.lead_id"""
+    return [SqlStep("_snap_all", _snapshot_sql(params, as_of, export_at), True),
+            SqlStep("_snap", "SELECT * FROM _snap_all", False),
+            SqlStep("_behavior", _behavior_sql(params), True),
+            SqlStep("_account", _account_sql(params), True),
+            SqlStep("_features", final, False)]
+
+
 @dataclass
 class FeatureBuild:
     features: Path
@@ -345,48 +401,23 @@ def build_features(leads_path, events_path, out_dir, params: FeatureParams, prio
     out_dir.mkdir(parents=True, exist_ok=True)
     con = con or connect()
     con.execute("SET preserve_insertion_order = false")  # aggregates: row order is irrelevant, and costs
-    con.execute(f"CREATE OR REPLACE TEMP VIEW _leads AS SELECT * FROM {_source(leads_path)}")
-    if events_path is not None:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW _events AS SELECT lead_id, timestamp, event_type, asset, "
-                    f"percent_watched FROM {_source(events_path)}")
-    else:  # leads-only exports: no behaviour log
-        con.execute("CREATE OR REPLACE TEMP VIEW _events AS SELECT CAST(NULL AS VARCHAR) AS lead_id, "
-                    "CAST(NULL AS TIMESTAMP) AS timestamp, CAST(NULL AS VARCHAR) AS event_type, "
-                    "CAST(NULL AS VARCHAR) AS asset, CAST(NULL AS DOUBLE) AS percent_watched WHERE false")
-    if priority_path is not None:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW _priority AS SELECT CAST(account_id AS VARCHAR) AS account_id, "
-                    f"lower(CAST(domain AS VARCHAR)) AS domain FROM {_source(priority_path)}")
-    else:
-        con.execute("CREATE OR REPLACE TEMP VIEW _priority AS SELECT NULL::VARCHAR AS account_id, "
-                    "NULL::VARCHAR AS domain WHERE false")
+    for step in input_sql(_source(leads_path), None if events_path is None else _source(events_path),
+                          None if priority_path is None else _source(priority_path)):
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {step.name} AS {step.sql}")
 
     if params.export_at:
         export_at = to_utc_naive(params.export_at)
     else:  # the export was taken when its newest record was written
-        export_at = pd.Timestamp(con.sql(
-            "SELECT greatest((SELECT max(created_at) FROM _leads), (SELECT max(outcome_at) FROM _leads), "
-            "(SELECT max(timestamp) FROM _events)) + INTERVAL '1 second'").fetchall()[0][0])
+        export_at = pd.Timestamp(con.sql(EXPORT_AT_SQL).fetchall()[0][0])
     as_of_ts = to_utc_naive(as_of) if as_of is not None else None
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _snap_all AS {_snapshot_sql(params, as_of_ts, export_at)}")
-    con.execute("CREATE OR REPLACE TEMP VIEW _snap AS SELECT * FROM _snap_all")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _behavior AS {_behavior_sql(params)}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _account AS {_account_sql(params)}")
+    steps = feature_sql(params, as_of_ts, export_at, extra)
+    for step in steps[:-1]:
+        con.execute(f"CREATE OR REPLACE TEMP {'TABLE' if step.materialize else 'VIEW'} {step.name} AS {step.sql}")
 
-    specs = feature_specs(params, extra)
-    select = ",\n".join(f"{f.sql} AS {f.name}" for f in specs)
     features_path = out_dir / "features.parquet"
     fp = str(features_path).replace("'", "''")
-    con.execute(f"""
-        COPY (
-            SELECT s.lead_id, s.as_of, s.label, {select}
-            FROM _snap s JOIN _leads l ON l.lead_id = s.lead_id
-            LEFT JOIN _behavior b ON b.lead_id = s.lead_id
-            LEFT JOIN _account a ON a.lead_id = s.lead_id
-            WHERE s.excluded_because IS NULL
-            ORDER BY s.lead_id
-        ) TO '{fp}' (FORMAT parquet, COMPRESSION zstd)""")
-    exclusions = con.sql("SELECT lead_id, as_of, excluded_because AS reason FROM _snap_all "
-                         "WHERE excluded_because IS NOT NULL ORDER BY lead_id").df()
+    con.execute(f"COPY ({steps[-1].sql}\n) TO '{fp}' (FORMAT parquet, COMPRESSION zstd)")
+    exclusions = con.sql(EXCLUSIONS_SQL).df()
     exclusions_path = out_dir / "exclusions.csv"
     exclusions.to_csv(exclusions_path, index=False)
     metadata_path = out_dir / "feature_metadata.json"

@@ -255,3 +255,33 @@ def test_score_spark_equals_scorer_score_on_the_same_rows(lsp, spark, trained):
     np.testing.assert_allclose(got["probability"].to_numpy(), want["probability"].to_numpy(), rtol=0, atol=1e-12)
     for c in ("points", "band", "fit_grade", "engagement_grade", "matrix_cell", "is_mql", "reasons", "pushed_over_mql"):
         assert got[c].tolist() == want[c].tolist(), c
+
+
+def test_cli_engine_spark_writes_what_the_local_engine_writes(lsp, spark, trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    raw, scorer = trained["tmp"] / "raw", str(trained["tmp"] / "models" / "scorer.joblib")
+    leads = pd.read_parquet(raw / "leads.parquet").sample(n=400, random_state=5).sort_values("lead_id")
+    leads.to_csv(tmp_path / "leads.csv", index=False)  # CSV in: validated locally, then read by Spark
+    events = pd.read_parquet(raw / "events.parquet")
+    events[events["lead_id"].isin(leads["lead_id"])].to_parquet(tmp_path / "events.parquet", index=False)
+    common = ["score", "--model", scorer, "--leads", str(tmp_path / "leads.csv"), "--events",
+              str(tmp_path / "events.parquet"), "--as-of", "2026-08-01T00:00:00"]
+    runner = CliRunner()
+    local = runner.invoke(app, [*common, "--out", str(tmp_path / "local.parquet")])
+    assert local.exit_code == 0, local.output
+    on_spark = runner.invoke(app, [*common, "--out", str(tmp_path / "spark.parquet"), "--engine", "spark",
+                                   "--spark-master", "local[2]"])
+    assert on_spark.exit_code == 0, on_spark.output
+    a, b = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "spark.parquet")
+    assert len(b) > 0 and b["lead_id"].tolist() == a["lead_id"].tolist()
+    for c in ("points", "band", "matrix_cell", "is_mql", "reasons", "pushed_over_mql", "model_version"):
+        assert b[c].tolist() == a[c].tolist(), c
+    assert pd.read_csv(tmp_path / "spark.rejects.csv")["lead_id"].tolist() == \
+        pd.read_csv(tmp_path / "local.rejects.csv")["lead_id"].tolist()
+    # what the Spark job cannot do is refused up front, with the reason (usage error: exit 2)
+    refused = runner.invoke(app, [*common, "--out", str(tmp_path / "s.csv"), "--engine", "spark", "--explain", "mql"])
+    assert refused.exit_code == 2 and "--explain mql" in refused.output and "Parquet folder" in refused.output
+    assert spark.range(3).count() == 3  # the module's session is still alive (the CLI reused it)

@@ -160,11 +160,27 @@ def change_since(previous: pd.DataFrame | None, current: pd.DataFrame, contrib_c
 
 
 # ----------------------------------------------------------------------------- the job
+def release_memory() -> None:
+    """Hand freed heap back to the operating system between chunks and stages.
+
+    Without it glibc keeps the fragmented arenas of every chunk scored so far (measured: 1M leads with
+    reasons peaked at 1.52 GiB in the scoring loop against 1.23 GiB for 100k; with it 1.31 GiB), so peak
+    memory would creep up with the number of leads. A no-op where there is no glibc."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
+
+
 def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=None, priority_path=None,
                 model_name: str = "", model_version: str = "", chunk_size: int = 100_000, explain: str = "all",
                 near_mql_points: float = 10.0, history_dir=None, max_reject_share: float = 0.05,
                 feature_params=None, progress=None, workdir=None, engine: str | None = None,
-                memory_limit: str = "1GB") -> ScoreRun:
+                memory_limit: str = "768MB") -> ScoreRun:
     """Score every open lead of an export; see the module docstring."""
     if explain not in EXPLAIN_MODES:
         raise ValueError(f"explain must be one of {', '.join(EXPLAIN_MODES)}")
@@ -191,12 +207,23 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
             mapped.to_parquet(leads_source, index=False)
         leads, lead_rejects, lead_report = contract.validate_leads(leads_source, require_outcome=False)
         leads.to_parquet(work / "leads.parquet", index=False)
+        # Open at as_of: a lead decided later was still open then (scoring a past moment).
+        decided = leads.loc[leads["outcome"].isin(["won", "lost"]) & (leads["outcome_at"] <= as_of_ts),
+                            ["lead_id", "outcome"]]
+        lead_ids, lead_count = leads[["lead_id"]], len(leads)
+        del leads  # from here on only the ids are needed: DuckDB reads the leads from Parquet
         event_rejects = pd.DataFrame(columns=contract.REJECT_COLUMNS)
         events_file = None
         if events_path is not None:
-            event_rejects, _ = contract.validate_events(events_path, leads, lead_rejects, work / "events.parquet",
-                                                        con=features.connect(memory_limit=memory_limit))
+            con = features.connect(memory_limit=memory_limit)
+            try:
+                event_rejects, _ = contract.validate_events(events_path, lead_ids, lead_rejects, work / "events.parquet",
+                                                            con=con)
+            finally:
+                con.close()
             events_file = work / "events.parquet"
+        del lead_ids
+        release_memory()
         priority = None
         if priority_path is not None:
             contract.read_priority_accounts(priority_path).to_parquet(work / "priority.parquet", index=False)
@@ -205,17 +232,15 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
         # 2. features at as_of, with the model's own feature definitions
         extra = [m for m in scorer.model.metadata if m["name"].startswith("x_")]
         # DuckDB spills past memory_limit: the job's memory does not grow with the export.
-        build = features.build_features(work / "leads.parquet", events_file, work / "features", fparams,
-                                        priority_path=priority, as_of=as_of_ts, extra=extra,
-                                        con=features.connect(memory_limit=memory_limit))
+        con = features.connect(memory_limit=memory_limit)
+        try:
+            build = features.build_features(work / "leads.parquet", events_file, work / "features", fparams,
+                                            priority_path=priority, as_of=as_of_ts, extra=extra, con=con)
+        finally:
+            con.close()  # its buffers go back before scoring starts
         feature_file = pq.ParquetFile(build.features)
         check_schema(scorer, feature_file.schema_arrow.names)
-        # Open at as_of: a lead decided later was still open then (scoring a past moment).
-        decided = leads.loc[leads["outcome"].isin(["won", "lost"]) & (leads["outcome_at"] <= as_of_ts),
-                            ["lead_id", "outcome"]]
         decided_ids = set(decided["lead_id"])
-        lead_count = len(leads)
-        del leads  # only the decided ids are needed from here on
 
         # 3. who is not scored, and why
         excluded = pd.read_csv(build.exclusions, dtype={"lead_id": str})
@@ -268,6 +293,8 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
                 n_scored += len(chunk)
                 if progress:
                     progress(len(chunk))
+                del X, chunk, contrib, table
+                release_memory()
             if isinstance(writer, pq.ParquetWriter):
                 writer.close()
             elif writer is None:  # nothing to score: still a valid, empty output

@@ -154,20 +154,44 @@ def score(
     history: Path = typer.Option(None, help="Append this run to a history folder and report changes since the last run."),
     max_reject_share: float = typer.Option(0.05, help="Fail (exit 4) when more leads than this break the contract."),
     shap_engine: str = typer.Option(None, help="Override the model's explanation engine: fast | lightgbm (same values)."),
-    memory_limit: str = typer.Option("1GB", help="DuckDB memory limit for validation and features (it spills past it)."),
+    memory_limit: str = typer.Option("768MB", help="DuckDB memory limit for validation and features (it spills "
+                                                   "past it; more is faster on large exports)."),
+    engine: str = typer.Option("local", help="local (DuckDB + pandas in chunks) | spark (features with Spark SQL "
+                                             "from the same definitions, scoring with mapInPandas)."),
+    spark_master: str = typer.Option("local[*]", help="With --engine spark: the Spark master URL "
+                                                      "(local[*], yarn, spark://host:7077, ...)."),
+    spark_workdir: Path = typer.Option(None, help="With --engine spark: where the validated Parquet goes for Spark "
+                                                  "to read (on a cluster: a path the executors can read)."),
 ) -> None:
     """Score every open lead of an export with a registered model: points, band, grades, MQL flag, reasons."""
     from leadscore.batch import BatchError, load_scorer, score_leads
     from leadscore.contract import ContractError
 
+    if engine not in ("local", "spark"):
+        console.print(f"[red]--engine must be local or spark, not {engine!r}[/red]")
+        raise typer.Exit(2)
+    if engine == "spark":
+        # The Spark job explains every lead and writes a Parquet folder; the rest is the local job's.
+        problems = [msg for bad, msg in (
+            (explain != "all", f"--explain {explain} (the Spark job explains every lead: use --explain all)"),
+            (history is not None, "--history (use the local engine for score history)"),
+            (out.suffix.lower() != ".parquet", f"--out {out} (the Spark job writes a Parquet folder: end it in .parquet)"),
+        ) if bad]
+        if problems:
+            console.print("[red]not available with --engine spark:[/red] " + "; ".join(problems), highlight=False)
+            raise typer.Exit(2)
     scorer, name, version = load_scorer(model)
     try:
-        with _progress() as progress:
-            task = progress.add_task("scoring leads", total=None)
-            run = score_leads(scorer, leads, events, out, as_of=as_of, priority_path=priority_accounts,
-                              model_name=name, model_version=version, chunk_size=chunk_size, explain=explain,
-                              history_dir=history, max_reject_share=max_reject_share, engine=shap_engine,
-                              memory_limit=memory_limit, progress=lambda n: progress.advance(task, n))
+        if engine == "spark":
+            run = _score_on_spark(scorer, name, version, leads, events, out, as_of, priority_accounts,
+                                  max_reject_share, shap_engine, spark_master, spark_workdir)
+        else:
+            with _progress() as progress:
+                task = progress.add_task("scoring leads", total=None)
+                run = score_leads(scorer, leads, events, out, as_of=as_of, priority_path=priority_accounts,
+                                  model_name=name, model_version=version, chunk_size=chunk_size, explain=explain,
+                                  history_dir=history, max_reject_share=max_reject_share, engine=shap_engine,
+                                  memory_limit=memory_limit, progress=lambda n: progress.advance(task, n))
     except ContractError as exc:
         console.print(f"[red]input breaks the data contract[/red]\n{exc}", highlight=False)
         raise typer.Exit(EXIT_CONTRACT) from exc
@@ -182,6 +206,29 @@ def score(
     if run.newly_mql is not None:
         console.print(f"{run.newly_mql:,} leads newly crossed MQL since the last run")
     console.print(f"wrote {run.output}; not scored, with reasons: {run.rejects}")
+
+
+def _score_on_spark(scorer, name, version, leads, events, out, as_of, priority_accounts, max_reject_share,
+                    shap_engine, spark_master, workdir):
+    try:
+        from leadscore import spark as spark_job
+    except ImportError as exc:
+        console.print(f"[red]--engine spark needs the spark extra[/red] (pip install 'leadscore[spark]'): {exc}")
+        raise typer.Exit(2) from exc
+    from pyspark.sql import SparkSession
+
+    owned = SparkSession.getActiveSession() is None  # in a notebook or a test: reuse, and leave it running
+    session = spark_job.session(spark_master, "leadscore-score")
+    session.sparkContext.setLogLevel("ERROR")
+    try:
+        with console.status(f"scoring leads on Spark ({spark_master})"):
+            return spark_job.score_leads_spark(session, scorer, leads, events, out, as_of=as_of,
+                                               priority_path=priority_accounts, model_name=name, model_version=version,
+                                               max_reject_share=max_reject_share, engine=shap_engine,
+                                               workdir=workdir)
+    finally:
+        if owned:
+            session.stop()
 
 
 @app.command()

@@ -213,44 +213,105 @@ def _reason(column: str, check: str) -> str:
     return _REASONS.get((column, check_name), f"{column}: fails check {check}")
 
 
-def validate_leads(path: str | Path, require_outcome: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, FileReport]:
-    """Parse and check the leads table. Returns (valid leads, rejects, report)."""
+# Rows parsed and checked at a time: pandera and the string parsing need several copies of what they
+# check, so checking the whole table at once would make memory grow with the export several times over.
+LEAD_CHUNK_ROWS = 200_000
+_LEADS_ROW_SCHEMA = LEADS_SCHEMA.update_column("lead_id", unique=False)  # uniqueness is checked file-wide
+
+
+def validate_leads(path: str | Path, require_outcome: bool = True,
+                   chunk_rows: int = LEAD_CHUNK_ROWS) -> tuple[pd.DataFrame, pd.DataFrame, FileReport]:
+    """Parse and check the leads table. Returns (valid leads, rejects, report).
+
+    Rows are parsed and checked ``chunk_rows`` at a time; lead_id uniqueness is checked over the whole file
+    (the first occurrence among the otherwise parseable rows is kept, later ones are rejected)."""
     path = Path(path)
     file = str(path)
     raw = _read_table(path)
     if raw.empty:
         raise ContractError(f"{file}: the file has no data rows")
+    raw = raw.reset_index(drop=True)
     cols = _check_columns(raw.columns, LEAD_COLUMNS, file,
                           required_extra=("outcome", "outcome_at") if require_outcome else ())
     report = FileReport(file=file, rows_in=len(raw))
-    df = pd.DataFrame(index=raw.index)
-    rejects: list[pd.DataFrame] = []
+    extras = [c for c in raw.columns if str(c).startswith("x_")]
+    parsed, parse_rejects, check_rejects, candidate_ids = [], [], [], []
+    for start in range(0, len(raw), chunk_rows):
+        df, unparsed, failed = _check_lead_rows(raw.iloc[start:start + chunk_rows], cols, extras, file, report)
+        parsed.append(df)
+        parse_rejects += unparsed
+        check_rejects += failed
+        unparsed_rows = pd.concat(unparsed)["row"].to_numpy() - 1 if unparsed else []
+        candidate_ids.append(df["lead_id"].drop(index=unparsed_rows))
+    df = pd.concat(parsed) if len(parsed) > 1 else parsed[0]
+    del parsed
+    candidates = pd.concat(candidate_ids)
+    duplicate = candidates.notna() & candidates.duplicated(keep="first")
+    duplicate_rejects = []
+    if duplicate.any():
+        rows = duplicate.index[duplicate]
+        duplicate_rejects.append(pd.DataFrame({
+            "file": file, "row": rows + 1, "lead_id": None, "column": "lead_id",
+            "reason": _REASONS[("lead_id", "field_uniqueness")], "value": candidates[rows].astype("string")}))
 
-    def reject(mask: pd.Series, column: str, reason: str, values: pd.Series | None = None):
+    # One reason per rejected row, in pandera's order on the whole table: what could not be read, then
+    # the checks across columns, then column checks in schema order (uniqueness with lead_id's).
+    ranked = sorted(check_rejects + [(_check_rank("lead_id") + 0.5, f) for f in duplicate_rejects], key=lambda t: t[0])
+    rejects = parse_rejects + [f for _, f in ranked]
+    rej = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=REJECT_COLUMNS)
+    rej["lead_id"] = raw[cols["lead_id"]].astype("string").reindex(rej["row"] - 1).to_numpy()
+    rej = rej.drop_duplicates(subset=["row"], keep="first").sort_values("row", kind="stable")
+    valid = df.drop(index=rej["row"].to_numpy() - 1).reset_index(drop=True)
+    report.rows_valid, report.rows_rejected = len(valid), len(rej)
+    report.rejected_by_reason = rej["reason"].value_counts().to_dict()
+    report.warnings = {k: v for k, v in report.warnings.items() if v}
+    report.check_reconciled()
+    return valid, rej[REJECT_COLUMNS].reset_index(drop=True), report
+
+
+def _check_rank(column: str | None) -> int:
+    """Where pandera reports a check: the checks across columns (None) first, then columns in schema order."""
+    names = list(LEADS_SCHEMA.columns)
+    return names.index(column) if column in names else -1
+
+
+def _check_lead_rows(raw: pd.DataFrame, cols: dict[str, str], extras: list[str], file: str, report: FileReport
+                     ) -> tuple[pd.DataFrame, list[pd.DataFrame], list[tuple[int, pd.DataFrame]]]:
+    """Parse and check one slice of the leads table (index = file row - 1). Returns the parsed rows, the
+    rejects of values that could not be read, and the rejects of the row checks (all but uniqueness) with
+    their :func:`_check_rank`."""
+    df = pd.DataFrame(index=raw.index)
+    unparsed: list[pd.DataFrame] = []
+    failed: list[tuple[int, pd.DataFrame]] = []
+
+    def reject(into: list, mask: pd.Series, column: str, reason: str, values: pd.Series | None = None):
         if mask.any():
-            rejects.append(pd.DataFrame({
+            into.append(pd.DataFrame({
                 "file": file, "row": mask.index[mask] + 1, "lead_id": None, "column": column,
                 "reason": reason,
                 "value": (values[mask].astype("string") if values is not None else pd.NA),
             }))
 
+    def warn(reason: str, n: int) -> None:
+        report.warnings[reason] = report.warnings.get(reason, 0) + int(n)
+
     for name, (kind, _) in LEAD_COLUMNS.items():
         if name not in cols:
-            report.columns_added.append(name)
+            if name not in report.columns_added:
+                report.columns_added.append(name)
             df[name] = (pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us]") if kind == "timestamp"
                         else np.nan if kind == "amount" else pd.Series(None, index=raw.index, dtype="str"))
             continue
         col = raw[cols[name]]
         if kind == "timestamp":
             df[name], bad = parse_timestamp(col)
-            reject(bad, name, f"{name} is not a readable timestamp", col)
+            reject(unparsed, bad, name, f"{name} is not a readable timestamp", col)
         elif kind == "amount":
             df[name], bad = parse_amount(col)
             negative = df[name] < 0
             if bad.any() or negative.any():
-                report.warnings[f"{name}: not a number, set to missing"] = int(bad.sum())
-                report.warnings[f"{name}: negative, set to missing"] = int(negative.sum())
-                report.warnings = {k: v for k, v in report.warnings.items() if v}
+                warn(f"{name}: not a number, set to missing", bad.sum())
+                warn(f"{name}: negative, set to missing", negative.sum())
                 df.loc[bad | negative, name] = np.nan
         else:
             if kind == "id" and pd.api.types.is_float_dtype(col):
@@ -263,17 +324,16 @@ def validate_leads(path: str | Path, require_outcome: bool = True) -> tuple[pd.D
         df["email_domain"] = df["email_domain"].str.lower().str.replace(r"^.*@", "", regex=True)
     open_with_date = (df["outcome"] == "open") & df["outcome_at"].notna()
     if open_with_date.any():
-        report.warnings["outcome_at given for an open lead, ignored"] = int(open_with_date.sum())
+        warn("outcome_at given for an open lead, ignored", open_with_date.sum())
         df.loc[open_with_date, "outcome_at"] = pd.NaT
 
     # Columns a mapping kept from the export (x_…) travel along unchecked: they become extra features.
-    extras = [c for c in raw.columns if str(c).startswith("x_")]
     for c in extras:
         df[c] = raw[c]
-    unparsed = pd.concat(rejects)["row"].to_numpy() - 1 if rejects else np.array([], dtype=int)
-    candidates = df.drop(index=unparsed).drop(columns=extras)
+    rows = pd.concat(unparsed)["row"].to_numpy() - 1 if unparsed else np.array([], dtype=int)
+    candidates = df.drop(index=rows).drop(columns=extras)
     try:
-        LEADS_SCHEMA.validate(candidates, lazy=True)
+        _LEADS_ROW_SCHEMA.validate(candidates, lazy=True)
     except pa.errors.SchemaErrors as exc:
         fc = exc.failure_cases
         row_level = fc[fc["index"].notna()]
@@ -281,21 +341,16 @@ def validate_leads(path: str | Path, require_outcome: bool = True) -> tuple[pd.D
         if len(structural):
             raise ContractError(f"{file}: " + "; ".join(
                 f"column '{r.column}' fails {r.check}" for r in structural.itertuples())) from exc
-        row_level = row_level.assign(
-            column=np.where(row_level["schema_context"] == "DataFrameSchema", "outcome_at", row_level["column"]))
-        for (column, check), grp in row_level.groupby(["column", "check"], sort=False):
+        across = row_level["schema_context"] == "DataFrameSchema"
+        row_level = row_level.assign(rank=[_check_rank(None if a else c) for a, c in zip(across, row_level["column"])],
+                                     column=np.where(across, "outcome_at", row_level["column"]))
+        for (rank, column, check), grp in row_level.groupby(["rank", "column", "check"], sort=False):
             mask = pd.Series(df.index.isin(grp["index"].astype(int).unique()), index=df.index)
             reason = _reason(column, check) if (column, str(check).split("(")[0]) in _REASONS else str(check)
-            reject(mask, column, reason, df[column])
-
-    rej = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=REJECT_COLUMNS)
-    rej["lead_id"] = raw[cols["lead_id"]].astype("string").reindex(rej["row"] - 1).to_numpy()
-    rej = rej.drop_duplicates(subset=["row"], keep="first").sort_values("row", kind="stable")
-    valid = df.drop(index=rej["row"].to_numpy() - 1).reset_index(drop=True)
-    report.rows_valid, report.rows_rejected = len(valid), len(rej)
-    report.rejected_by_reason = rej["reason"].value_counts().to_dict()
-    report.check_reconciled()
-    return valid, rej[REJECT_COLUMNS].reset_index(drop=True), report
+            ranked: list[pd.DataFrame] = []
+            reject(ranked, mask, column, reason, df[column])
+            failed += [(rank, f) for f in ranked]
+    return df, unparsed, failed
 
 
 # ----------------------------------------------------------------------------- events

@@ -160,6 +160,97 @@ def change_since(previous: pd.DataFrame | None, current: pd.DataFrame, contrib_c
 
 
 # ----------------------------------------------------------------------------- the job
+# DuckDB's limit for validation and features in a scoring job (it spills to disk past it). Measured on
+# 1M leads / 100M events: 768MB keeps peak memory within 1.5x that of 100k leads at ~20 s more than 1GB.
+SCORING_MEMORY_LIMIT = "768MB"
+
+
+@dataclass
+class CheckedInputs:
+    """The inputs of a scoring run after the contract: validated Parquet in the work folder, and who is out."""
+    leads_file: Path
+    events_file: Path | None
+    priority_file: Path | None
+    decided: pd.DataFrame  # lead_id, outcome: decided at or before as_of, so not scored
+    lead_rejects: pd.DataFrame
+    event_rejects: pd.DataFrame
+    leads_in: int
+
+
+def check_inputs(scorer: LeadScorer, leads_path, events_path, priority_path, work: Path, as_of_ts: pd.Timestamp,
+                 memory_limit: str | None) -> CheckedInputs:
+    """Validate the export (through the model's mapping, if it was trained on one) into ``work``: leads in
+    chunks with pandas/pandera, events streamed through DuckDB; every lead valid or rejected with a reason."""
+    leads_source = leads_path
+    if getattr(scorer, "mapping", None) is not None:  # the export the model was trained on needed a mapping
+        from leadscore import mapping as export_mapping
+
+        mapped, _ = export_mapping.apply_mapping(export_mapping.read_export(leads_path), scorer.mapping, str(leads_path))
+        leads_source = work / "mapped_leads.parquet"
+        mapped.to_parquet(leads_source, index=False)
+        del mapped
+    leads, lead_rejects, lead_report = contract.validate_leads(leads_source, require_outcome=False)
+    leads.to_parquet(work / "leads.parquet", index=False)
+    # Open at as_of: a lead decided later was still open then (scoring a past moment).
+    decided = leads.loc[leads["outcome"].isin(["won", "lost"]) & (leads["outcome_at"] <= as_of_ts),
+                        ["lead_id", "outcome"]]
+    lead_ids = leads[["lead_id"]]
+    assert len(leads) + len(lead_rejects) == lead_report.rows_in
+    del leads  # from here on only the ids are needed: DuckDB reads the leads from Parquet
+    event_rejects = pd.DataFrame(columns=contract.REJECT_COLUMNS)
+    events_file = None
+    if events_path is not None:
+        con = features.connect(memory_limit=memory_limit)
+        try:
+            event_rejects, _ = contract.validate_events(events_path, lead_ids, lead_rejects, work / "events.parquet",
+                                                        con=con)
+        finally:
+            con.close()
+        events_file = work / "events.parquet"
+    del lead_ids
+    release_memory()
+    priority_file = None
+    if priority_path is not None:
+        contract.read_priority_accounts(priority_path).to_parquet(work / "priority.parquet", index=False)
+        priority_file = work / "priority.parquet"
+    return CheckedInputs(work / "leads.parquet", events_file, priority_file, decided, lead_rejects, event_rejects,
+                         lead_report.rows_in)
+
+
+def not_scored(checked: CheckedInputs, excluded: pd.DataFrame, leads_path, as_of_ts: pd.Timestamp) -> pd.DataFrame:
+    """Every lead that gets no score, once, with its reason: broke the contract, not yet created at as_of
+    (the feature build's exclusions), or already decided."""
+    decided = checked.decided
+    skipped = pd.concat([
+        checked.lead_rejects.assign(stage="validation"),
+        excluded.assign(file=str(leads_path), row=pd.NA, column="created_at", value=str(as_of_ts), stage="features"),
+        decided.assign(file=str(leads_path), row=pd.NA, column="outcome", reason="already decided: " + decided["outcome"],
+                       value=decided["outcome"], stage="open leads only").drop(columns="outcome"),
+    ], ignore_index=True)
+    return skipped.drop_duplicates("lead_id", keep="first") if len(skipped) else skipped
+
+
+def reconcile(checked: CheckedInputs, n_scored: int, skipped: pd.DataFrame, rejects_path: Path,
+              max_reject_share: float) -> Path:
+    """Check that scored + not scored = leads in and that the contract's rejects stay under their share,
+    before anything is replaced. Returns the rejects written to a temporary file beside ``rejects_path``
+    (renamed in by the caller with the output); on too many rejects they are put in place and it raises."""
+    leads_in = checked.leads_in
+    if n_scored + len(skipped) != leads_in:
+        raise BatchError(f"counts do not reconcile: {leads_in:,} leads in, {n_scored:,} scored, "
+                         f"{len(skipped):,} not scored")
+    rejects = pd.concat([skipped, checked.event_rejects.assign(stage="validation")], ignore_index=True)
+    tmp_rejects = _atomic_writer_path(rejects_path)
+    rejects.to_csv(tmp_rejects, index=False)
+    invalid = len(checked.lead_rejects)
+    if leads_in and invalid / leads_in > max_reject_share:
+        tmp_rejects.replace(rejects_path)
+        raise BatchError(f"{invalid:,} of {leads_in:,} leads ({invalid / leads_in:.1%}) broke the data contract, "
+                         f"more than the allowed {max_reject_share:.1%}; see {rejects_path}. The previous output "
+                         f"was left untouched.")
+    return tmp_rejects
+
+
 def release_memory() -> None:
     """Hand freed heap back to the operating system between chunks and stages.
 
@@ -180,7 +271,7 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
                 model_name: str = "", model_version: str = "", chunk_size: int = 100_000, explain: str = "all",
                 near_mql_points: float = 10.0, history_dir=None, max_reject_share: float = 0.05,
                 feature_params=None, progress=None, workdir=None, engine: str | None = None,
-                memory_limit: str = "768MB") -> ScoreRun:
+                memory_limit: str = SCORING_MEMORY_LIMIT) -> ScoreRun:
     """Score every open lead of an export; see the module docstring."""
     if explain not in EXPLAIN_MODES:
         raise ValueError(f"explain must be one of {', '.join(EXPLAIN_MODES)}")
@@ -198,44 +289,16 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
     rejects_path = out_path.with_name(out_path.stem + ".rejects.csv")
     try:
         # 1. the contract: every lead valid or rejected with its reason
-        leads_source = leads_path
-        if getattr(scorer, "mapping", None) is not None:  # the export the model was trained on needed a mapping
-            from leadscore import mapping as export_mapping
-
-            mapped, _ = export_mapping.apply_mapping(export_mapping.read_export(leads_path), scorer.mapping, str(leads_path))
-            leads_source = work / "mapped_leads.parquet"
-            mapped.to_parquet(leads_source, index=False)
-        leads, lead_rejects, lead_report = contract.validate_leads(leads_source, require_outcome=False)
-        leads.to_parquet(work / "leads.parquet", index=False)
-        # Open at as_of: a lead decided later was still open then (scoring a past moment).
-        decided = leads.loc[leads["outcome"].isin(["won", "lost"]) & (leads["outcome_at"] <= as_of_ts),
-                            ["lead_id", "outcome"]]
-        lead_ids, lead_count = leads[["lead_id"]], len(leads)
-        del leads  # from here on only the ids are needed: DuckDB reads the leads from Parquet
-        event_rejects = pd.DataFrame(columns=contract.REJECT_COLUMNS)
-        events_file = None
-        if events_path is not None:
-            con = features.connect(memory_limit=memory_limit)
-            try:
-                event_rejects, _ = contract.validate_events(events_path, lead_ids, lead_rejects, work / "events.parquet",
-                                                            con=con)
-            finally:
-                con.close()
-            events_file = work / "events.parquet"
-        del lead_ids
-        release_memory()
-        priority = None
-        if priority_path is not None:
-            contract.read_priority_accounts(priority_path).to_parquet(work / "priority.parquet", index=False)
-            priority = work / "priority.parquet"
+        checked = check_inputs(scorer, leads_path, events_path, priority_path, work, as_of_ts, memory_limit)
+        decided, lead_rejects = checked.decided, checked.lead_rejects
 
         # 2. features at as_of, with the model's own feature definitions
         extra = [m for m in scorer.model.metadata if m["name"].startswith("x_")]
         # DuckDB spills past memory_limit: the job's memory does not grow with the export.
         con = features.connect(memory_limit=memory_limit)
         try:
-            build = features.build_features(work / "leads.parquet", events_file, work / "features", fparams,
-                                            priority_path=priority, as_of=as_of_ts, extra=extra, con=con)
+            build = features.build_features(checked.leads_file, checked.events_file, work / "features", fparams,
+                                            priority_path=checked.priority_file, as_of=as_of_ts, extra=extra, con=con)
         finally:
             con.close()  # its buffers go back before scoring starts
         feature_file = pq.ParquetFile(build.features)
@@ -243,15 +306,7 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
         decided_ids = set(decided["lead_id"])
 
         # 3. who is not scored, and why
-        excluded = pd.read_csv(build.exclusions, dtype={"lead_id": str})
-        skipped = pd.concat([
-            lead_rejects.assign(stage="validation"),
-            excluded.rename(columns={"reason": "reason"}).assign(file=str(leads_path), row=pd.NA, column="created_at",
-                                                                 value=str(as_of_ts), stage="features"),
-            decided.assign(file=str(leads_path), row=pd.NA, column="outcome", reason="already decided: " + decided["outcome"],
-                           value=decided["outcome"], stage="open leads only").drop(columns="outcome"),
-        ], ignore_index=True)
-        skipped = skipped.drop_duplicates("lead_id", keep="first") if len(skipped) else skipped
+        skipped = not_scored(checked, pd.read_csv(build.exclusions, dtype={"lead_id": str}), leads_path, as_of_ts)
 
         previous = latest_history(history_dir)
         contrib_cols = [f"c_{n}" for n in scorer.model.feature_names]
@@ -307,20 +362,7 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
             sink.close()
 
         # 4. reconcile before replacing anything
-        leads_in = lead_report.rows_in
-        assert lead_count + len(lead_rejects) == leads_in
-        if n_scored + len(skipped) != leads_in:
-            raise BatchError(f"counts do not reconcile: {leads_in:,} leads in, {n_scored:,} scored, "
-                             f"{len(skipped):,} not scored")
-        rejects = pd.concat([skipped, event_rejects.assign(stage="validation")], ignore_index=True)
-        tmp_rejects = _atomic_writer_path(rejects_path)
-        rejects.to_csv(tmp_rejects, index=False)
-        invalid = len(lead_rejects)
-        if leads_in and invalid / leads_in > max_reject_share:
-            tmp_rejects.replace(rejects_path)
-            raise BatchError(f"{invalid:,} of {leads_in:,} leads ({invalid / leads_in:.1%}) broke the data contract, "
-                             f"more than the allowed {max_reject_share:.1%}; see {rejects_path}. The previous output "
-                             f"was left untouched.")
+        tmp_rejects = reconcile(checked, n_scored, skipped, rejects_path, max_reject_share)
         os.replace(tmp_out, out_path)
         tmp_rejects.replace(rejects_path)
         if history_dir is not None and history_parts:
@@ -328,7 +370,7 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
             part.mkdir(parents=True, exist_ok=True)
             pd.concat(history_parts, ignore_index=True).to_parquet(
                 part / f"run-{scored_at.strftime('%Y%m%dT%H%M%S')}.parquet", index=False)
-        return ScoreRun(out_path, rejects_path, leads_in, n_scored, len(skipped), n_explained, n_reused,
+        return ScoreRun(out_path, rejects_path, checked.leads_in, n_scored, len(skipped), n_explained, n_reused,
                         skipped["reason"].value_counts().to_dict() if len(skipped) else {}, model_name, model_version,
                         str(as_of_ts), str(scored_at), n_new_mql if previous is not None else None)
     finally:

@@ -154,8 +154,8 @@ def score(
     history: Path = typer.Option(None, help="Append this run to a history folder and report changes since the last run."),
     max_reject_share: float = typer.Option(0.05, help="Fail (exit 4) when more leads than this break the contract."),
     shap_engine: str = typer.Option(None, help="Override the model's explanation engine: fast | lightgbm (same values)."),
-    memory_limit: str = typer.Option("768MB", help="DuckDB memory limit for validation and features (it spills "
-                                                   "past it; more is faster on large exports)."),
+    memory_limit: str = typer.Option(None, help="DuckDB memory limit for validation and features, e.g. 2GB (default "
+                                                "768MB; it spills past it; more is faster on large exports)."),
     engine: str = typer.Option("local", help="local (DuckDB + pandas in chunks) | spark (features with Spark SQL "
                                              "from the same definitions, scoring with mapInPandas)."),
     spark_master: str = typer.Option("local[*]", help="With --engine spark: the Spark master URL "
@@ -164,8 +164,10 @@ def score(
                                                   "to read (on a cluster: a path the executors can read)."),
 ) -> None:
     """Score every open lead of an export with a registered model: points, band, grades, MQL flag, reasons."""
-    from leadscore.batch import BatchError, load_scorer, score_leads
+    from leadscore.batch import SCORING_MEMORY_LIMIT, BatchError, load_scorer, score_leads
     from leadscore.contract import ContractError
+
+    memory_limit = memory_limit or SCORING_MEMORY_LIMIT
 
     if engine not in ("local", "spark"):
         console.print(f"[red]--engine must be local or spark, not {engine!r}[/red]")
@@ -184,7 +186,7 @@ def score(
     try:
         if engine == "spark":
             run = _score_on_spark(scorer, name, version, leads, events, out, as_of, priority_accounts,
-                                  max_reject_share, shap_engine, spark_master, spark_workdir)
+                                  max_reject_share, shap_engine, spark_master, spark_workdir, memory_limit)
         else:
             with _progress() as progress:
                 task = progress.add_task("scoring leads", total=None)
@@ -209,7 +211,7 @@ def score(
 
 
 def _score_on_spark(scorer, name, version, leads, events, out, as_of, priority_accounts, max_reject_share,
-                    shap_engine, spark_master, workdir):
+                    shap_engine, spark_master, workdir, memory_limit):
     try:
         from leadscore import spark as spark_job
     except ImportError as exc:
@@ -225,7 +227,7 @@ def _score_on_spark(scorer, name, version, leads, events, out, as_of, priority_a
             return spark_job.score_leads_spark(session, scorer, leads, events, out, as_of=as_of,
                                                priority_path=priority_accounts, model_name=name, model_version=version,
                                                max_reject_share=max_reject_share, engine=shap_engine,
-                                               workdir=workdir)
+                                               workdir=workdir, memory_limit=memory_limit)
     finally:
         if owned:
             session.stop()

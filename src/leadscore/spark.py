@@ -56,8 +56,18 @@ import pyarrow.parquet as pq
 import sqlglot
 from sqlglot import exp
 
-from leadscore import contract, features
-from leadscore.batch import SCORE_COLUMNS, BatchError, ScoreRun, _reason_text, check_schema
+from leadscore import features
+from leadscore.batch import (
+    SCORE_COLUMNS,
+    SCORING_MEMORY_LIMIT,
+    BatchError,
+    ScoreRun,
+    _reason_text,
+    check_inputs,
+    check_schema,
+    not_scored,
+    reconcile,
+)
 from leadscore.config import FeatureParams
 
 SPARK_DEFAULTS = {
@@ -328,10 +338,11 @@ def _replace_path(tmp: Path, out: Path) -> None:
 
 def score_leads_spark(spark, scorer, leads_path, events_path, out_path, *, as_of=None, priority_path=None,
                       model_name: str = "", model_version: str = "", max_reject_share: float = 0.05,
-                      feature_params=None, workdir=None, engine: str | None = None) -> ScoreRun:
+                      feature_params=None, workdir=None, engine: str | None = None,
+                      memory_limit: str = SCORING_MEMORY_LIMIT) -> ScoreRun:
     """:func:`leadscore.batch.score_leads` with features and scoring on Spark (``explain="all"``).
 
-    1. Validation runs locally with :mod:`leadscore.contract` (pandas for the leads, streaming DuckDB for
+    1. Validation runs locally with :func:`leadscore.batch.check_inputs` (pandas for the leads, streaming DuckDB for
        the events), exactly as the local job, and writes validated Parquet to ``workdir``, which Spark then
        reads (on a cluster, give a ``workdir`` the executors can read).
     2. Features with :func:`spark_features` at ``as_of``, with the model's feature params and extra columns.
@@ -361,43 +372,19 @@ def score_leads_spark(spark, scorer, leads_path, events_path, out_path, *, as_of
     rejects_path = out_path.with_name(out_path.stem + ".rejects.csv")
     try:
         # 1. the contract, locally: every lead valid or rejected with its reason
-        leads_source = leads_path
-        if getattr(scorer, "mapping", None) is not None:
-            from leadscore import mapping as export_mapping
-
-            mapped, _ = export_mapping.apply_mapping(export_mapping.read_export(leads_path), scorer.mapping, str(leads_path))
-            leads_source = work / "mapped_leads.parquet"
-            mapped.to_parquet(leads_source, index=False)
-        leads, lead_rejects, lead_report = contract.validate_leads(leads_source, require_outcome=False)
-        leads.to_parquet(work / "leads.parquet", index=False)
-        event_rejects = pd.DataFrame(columns=contract.REJECT_COLUMNS)
-        events_file = None
-        if events_path is not None:
-            event_rejects, _ = contract.validate_events(events_path, leads, lead_rejects, work / "events.parquet")
-            events_file = work / "events.parquet"
-        priority = None
-        if priority_path is not None:
-            contract.read_priority_accounts(priority_path).to_parquet(work / "priority.parquet", index=False)
-            priority = work / "priority.parquet"
+        checked = check_inputs(scorer, leads_path, events_path, priority_path, work, as_of_ts, memory_limit)
+        decided = checked.decided
 
         # 2. features at as_of on Spark, with the model's own feature definitions
         extra = [m for m in scorer.model.metadata if m["name"].startswith("x_")]
-        built = spark_features(spark, work / "leads.parquet", events_file, fparams, priority, as_of_ts, extra)
+        built = spark_features(spark, checked.leads_file, checked.events_file, fparams, checked.priority_file,
+                               as_of_ts, extra)
         check_schema(scorer, built.features.columns)
-        decided = leads.loc[leads["outcome"].isin(["won", "lost"]) & (leads["outcome_at"] <= as_of_ts),
-                            ["lead_id", "outcome"]]
 
         # 3. who is not scored, and why (as the local job)
         excluded = _exclusions_frame(built)
-        excluded.to_csv(work / "exclusions.csv", index=False)
-        excluded = pd.read_csv(work / "exclusions.csv", dtype={"lead_id": str})
-        skipped = pd.concat([
-            lead_rejects.assign(stage="validation"),
-            excluded.assign(file=str(leads_path), row=pd.NA, column="created_at", value=str(as_of_ts), stage="features"),
-            decided.assign(file=str(leads_path), row=pd.NA, column="outcome", reason="already decided: " + decided["outcome"],
-                           value=decided["outcome"], stage="open leads only").drop(columns="outcome"),
-        ], ignore_index=True)
-        skipped = skipped.drop_duplicates("lead_id", keep="first") if len(skipped) else skipped
+        excluded.to_csv(work / "exclusions.csv", index=False)  # read back as the local job reads its own
+        skipped = not_scored(checked, pd.read_csv(work / "exclusions.csv", dtype={"lead_id": str}), leads_path, as_of_ts)
 
         # 4. score the open leads into a temporary folder
         table = built.features
@@ -414,22 +401,10 @@ def score_leads_spark(spark, scorer, leads_path, events_path, out_path, *, as_of
         n_scored = spark.read.parquet(str(tmp_out)).count()
 
         # 5. reconcile before replacing anything
-        leads_in = lead_report.rows_in
-        if n_scored + len(skipped) != leads_in:
-            raise BatchError(f"counts do not reconcile: {leads_in:,} leads in, {n_scored:,} scored, "
-                             f"{len(skipped):,} not scored")
-        rejects = pd.concat([skipped, event_rejects.assign(stage="validation")], ignore_index=True)
-        tmp_rejects = rejects_path.with_name(f".{rejects_path.name}.{uuid.uuid4().hex[:8]}.partial")
-        rejects.to_csv(tmp_rejects, index=False)
-        invalid = len(lead_rejects)
-        if leads_in and invalid / leads_in > max_reject_share:
-            tmp_rejects.replace(rejects_path)
-            raise BatchError(f"{invalid:,} of {leads_in:,} leads ({invalid / leads_in:.1%}) broke the data contract, "
-                             f"more than the allowed {max_reject_share:.1%}; see {rejects_path}. The previous output "
-                             f"was left untouched.")
+        tmp_rejects = reconcile(checked, n_scored, skipped, rejects_path, max_reject_share)
         _replace_path(tmp_out, out_path)
         tmp_rejects.replace(rejects_path)
-        return ScoreRun(out_path, rejects_path, leads_in, n_scored, len(skipped), n_scored, 0,
+        return ScoreRun(out_path, rejects_path, checked.leads_in, n_scored, len(skipped), n_scored, 0,
                         skipped["reason"].value_counts().to_dict() if len(skipped) else {}, model_name, model_version,
                         str(as_of_ts), str(scored_at), None)
     finally:

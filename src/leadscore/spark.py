@@ -70,7 +70,12 @@ from leadscore.batch import (
 )
 from leadscore.config import FeatureParams
 
+# Python workers import leadscore (pandera → pyspark.pandas), which warns about pandas 3 once per worker;
+# the Spark path is tested against pandas 3 (tests/test_spark.py), so the warning is noise in a job's log.
+WORKER_WARNINGS = "ignore:PySpark does not yet fully support pandas:FutureWarning"
+
 SPARK_DEFAULTS = {
+    "spark.executorEnv.PYTHONWARNINGS": WORKER_WARNINGS,  # cluster executors
     "spark.sql.session.timeZone": "UTC",  # naive timestamps are UTC, as in DuckDB (SET TimeZone = 'UTC')
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
@@ -147,6 +152,7 @@ def session(master: str = "local[2]", app_name: str = "leadscore", conf: dict | 
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYTHONWARNINGS", WORKER_WARNINGS)  # local mode: workers inherit the driver's env
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in {**SPARK_DEFAULTS, **(conf or {})}.items():
         builder = builder.config(key, value)

@@ -2,11 +2,16 @@
 
     python benchmarks/score.py                          # 1,000,000 leads, ~100,000,000 events
     python benchmarks/score.py --leads 100000           # the 100k comparison point for memory
+    python benchmarks/score.py --leads 100000 --engine spark   # the same job on Spark local[2]
 
 Synthesizes the funnel (not timed), makes every lead open so every lead is scored, then runs the job
 with --explain none (features + points), mql and all, each in a fresh process so peak memory (max RSS,
 children included) is the job's own. Also prints the ratio of score+explain to plain prediction on the
 same feature rows. Needs a trained scorer (`make run`): models/scorer.joblib.
+
+With --engine spark the job runs on Spark (local[2], 4 GB driver heap; explain all only): the time
+includes starting the session; peak memory is that of the Python driver and, once the JVM has exited,
+of its children (the JVM and the Python workers).
 """
 
 from __future__ import annotations
@@ -36,6 +41,24 @@ peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 print(json.dumps({"seconds": secs, "scored": run.scored, "explained": run.explained, "peak_gib": peak}))
 """
 
+SPARK_CHILD = r"""
+import json, resource, sys, time
+import joblib
+from leadscore import spark as spark_job
+args = json.loads(sys.argv[1])
+scorer = joblib.load(args["model"])
+t = time.perf_counter()
+session = spark_job.session("local[2]", "leadscore-bench", conf={"spark.driver.memory": "4g"})
+session.sparkContext.setLogLevel("ERROR")
+run = spark_job.score_leads_spark(session, scorer, args["leads"], args["events"], args["out"], as_of=args["as_of"],
+                                  priority_path=args["priority"])
+session.stop()
+secs = time.perf_counter() - t
+time.sleep(2)  # let the JVM exit so its peak counts among the children
+peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 2**20
+print(json.dumps({"seconds": secs, "scored": run.scored, "explained": run.explained, "peak_gib": peak}))
+"""
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,6 +68,7 @@ def main() -> None:
     ap.add_argument("--modes", default="none,mql,all")
     ap.add_argument("--chunk", type=int, default=100_000)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--engine", choices=["local", "spark"], default="local")
     args = ap.parse_args()
 
     import pandas as pd
@@ -65,17 +89,22 @@ def main() -> None:
     events, priority = work / "raw" / "events.parquet", work / "raw" / "priority_accounts.csv"
     as_of = "2026-10-01T00:00:00"
     print(f"{args.leads:,} leads, events in {events} ({events.stat().st_size / 2**20:,.0f} MiB)")
-    for mode in args.modes.split(","):
-        spec = {"model": args.model, "leads": str(leads_open), "events": str(events), "out": str(work / f"scores_{mode}.parquet"),
-                "as_of": as_of, "explain": mode, "chunk": args.chunk, "priority": str(priority)}
-        done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], capture_output=True, text=True)
+    modes = ["all"] if args.engine == "spark" else args.modes.split(",")
+    for mode in modes:
+        spec = {"model": args.model, "leads": str(leads_open), "events": str(events),
+                "out": str(work / f"scores_{args.engine}_{mode}.parquet"), "as_of": as_of, "explain": mode,
+                "chunk": args.chunk, "priority": str(priority)}
+        child = SPARK_CHILD if args.engine == "spark" else CHILD
+        done = subprocess.run([sys.executable, "-c", child, json.dumps(spec)], capture_output=True, text=True)
         if done.returncode:
             print(done.stderr[-3000:])
             raise SystemExit(done.returncode)
         r = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"--explain {mode:5s}: {r['seconds']:7.1f} s end to end, {r['scored'] / r['seconds']:9,.0f} leads/s, "
+        print(f"{args.engine} --explain {mode:5s}: {r['seconds']:7.1f} s end to end, {r['scored'] / r['seconds']:9,.0f} leads/s, "
               f"{r['explained']:,} explained, peak RSS {r['peak_gib']:.2f} GiB", flush=True)
 
+    if args.engine == "spark":
+        return
     # score+explain vs plain prediction on the same feature rows
     import joblib
 

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from leadscore.config import Params, load_params
+from leadscore.scoring import LeadScorer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,3 +20,23 @@ def small_params(tmp: Path, n_leads: int = 400, events_per_lead: float = 25.0, *
                                              "events": str(raw / "events.parquet"),
                                              "priority_accounts": str(raw / "priority_accounts.csv")}),
     })
+
+
+
+class CountingScorer(LeadScorer):
+    """A scorer that appends the number of rows of every ``score`` call to the file ``count_log`` (a file,
+    so calls made in Spark's Python workers count too; they import this module from the repo root)."""
+
+    count_log: str
+
+    def score(self, X, *args, **kwargs):
+        with open(self.count_log, "a") as f:
+            f.write(f"{len(X)}\n")
+        return super().score(X, *args, **kwargs)
+
+
+def counting(scorer: LeadScorer, log: Path) -> CountingScorer:
+    counted = copy.copy(scorer)
+    counted.__class__ = CountingScorer
+    counted.count_log = str(log)
+    return counted

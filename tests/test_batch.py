@@ -157,3 +157,38 @@ def test_history_reports_changes_and_reuses_unchanged_reasons(job, tmp_path):
     c = pd.read_parquet(third.output).set_index("lead_id")
     b = b.set_index("lead_id")
     assert (c.loc[b.index, "reasons"] == b["reasons"]).all()
+
+
+def test_rows_without_an_id_and_duplicates_of_decided_leads_are_each_one_reject(job, tmp_path):
+    leads = pd.read_parquet(job["leads"]).head(300)
+    decided = leads[leads["outcome"].isin(["won", "lost"]) & (leads["outcome_at"] <= pd.Timestamp(AS_OF))].iloc[0]
+    messy = pd.concat([leads, leads.iloc[[1, 2]].assign(lead_id=None), decided.to_frame().T], ignore_index=True)
+    messy.to_csv(tmp_path / "leads.csv", index=False)
+    run = score_leads(job["scorer"], tmp_path / "leads.csv", job["events"], tmp_path / "s.parquet", as_of=AS_OF,
+                      max_reject_share=0.5)
+    rejects = pd.read_csv(run.rejects)
+    assert run.leads_in == 303 and run.scored + run.rejected == 303
+    assert (rejects["reason"] == "lead_id is missing").sum() == 2  # two input rows, two rejects
+    dup = rejects[rejects["lead_id"] == decided["lead_id"]]["reason"].tolist()
+    assert sorted(dup) == sorted(["duplicate lead_id (the first occurrence is kept)",
+                                  f"already decided: {decided['outcome']}"])
+
+
+def test_a_run_with_no_open_lead_writes_the_full_schema(job, tmp_path):
+    leads = pd.read_parquet(job["leads"])
+    leads[leads["created_at"] > pd.Timestamp(AS_OF)].head(20).to_parquet(tmp_path / "later.parquet", index=False)
+    some = score_leads(job["scorer"], job["leads"], job["events"], tmp_path / "some.parquet", as_of=AS_OF)
+    none = score_leads(job["scorer"], tmp_path / "later.parquet", job["events"], tmp_path / "none.parquet", as_of=AS_OF)
+    assert none.scored == 0 and none.rejected == 20
+    full, empty = pd.read_parquet(some.output), pd.read_parquet(none.output)
+    assert len(empty) == 0 and empty.dtypes.astype(str).to_dict() == full.dtypes.astype(str).to_dict()
+
+
+def test_custom_columns_the_model_does_not_use_are_not_carried(job, tmp_path):
+    plain = score_leads(job["scorer"], job["leads"], job["events"], tmp_path / "a.parquet", as_of=AS_OF)
+    leads = pd.read_parquet(job["leads"]).assign(x_synced_at=pd.Timestamp("2026-01-01").as_unit("ns"),
+                                                 x_tags=[["a", "b"]] * len(pd.read_parquet(job["leads"])))
+    leads.to_parquet(tmp_path / "leads.parquet", index=False)
+    extra = score_leads(job["scorer"], tmp_path / "leads.parquet", job["events"], tmp_path / "b.parquet", as_of=AS_OF)
+    a, b = pd.read_parquet(plain.output), pd.read_parquet(extra.output)
+    pd.testing.assert_frame_equal(a.drop(columns="scored_at"), b.drop(columns="scored_at"))

@@ -285,3 +285,24 @@ def test_cli_engine_spark_writes_what_the_local_engine_writes(lsp, spark, traine
     refused = runner.invoke(app, [*common, "--out", str(tmp_path / "s.csv"), "--engine", "spark", "--explain", "mql"])
     assert refused.exit_code == 2 and "--explain mql" in refused.output and "Parquet folder" in refused.output
     assert spark.range(3).count() == 3  # the module's session is still alive (the CLI reused it)
+
+
+def test_spark_job_scores_each_lead_once_and_counts_rows_without_an_id(lsp, spark, trained, tmp_path):
+    from tests.helpers import counting
+
+    raw = trained["tmp"] / "raw"
+    scorer = joblib.load(trained["tmp"] / "models" / "scorer.joblib")
+    leads = pd.read_parquet(raw / "leads.parquet").head(400)
+    # two rows without an id: two rejects, and the counts still reconcile
+    pd.concat([leads, leads.iloc[[1, 2]].assign(lead_id=None)], ignore_index=True).to_csv(tmp_path / "l.csv", index=False)
+    kw = dict(as_of="2026-08-01T00:00:00", max_reject_share=0.5)
+    local = score_leads(scorer, tmp_path / "l.csv", raw / "events.parquet", tmp_path / "local.parquet", **kw)
+    log = tmp_path / "calls.log"
+    run = lsp.score_leads_spark(spark, counting(scorer, log), tmp_path / "l.csv", raw / "events.parquet",
+                                tmp_path / "spark.parquet", **kw)
+    assert (run.leads_in, run.scored, run.rejected) == (local.leads_in, local.scored, local.rejected) == (402, run.scored, 402 - run.scored)
+    assert run.scored > 0
+    assert sum(int(n) for n in log.read_text().split()) == run.scored  # scored (and explained) once, not twice
+    pd.testing.assert_frame_equal(pd.read_parquet(run.output).drop(columns="scored_at"),
+                                  pd.read_parquet(local.output).drop(columns="scored_at"))
+    assert not [v for v in lsp.FEATURE_VIEWS if spark.catalog.tableExists(v)]  # no views of deleted files left

@@ -190,6 +190,8 @@ def check_inputs(scorer: LeadScorer, leads_path, events_path, priority_path, wor
         mapped.to_parquet(leads_source, index=False)
         del mapped
     leads, lead_rejects, lead_report = contract.validate_leads(leads_source, require_outcome=False)
+    used = set(scorer.model.feature_names)  # an export's other x_ columns (any type) are not the model's business
+    leads = leads.drop(columns=[c for c in leads.columns if str(c).startswith("x_") and c not in used])
     leads.to_parquet(work / "leads.parquet", index=False)
     # Open at as_of: a lead decided later was still open then (scoring a past moment).
     decided = leads.loc[leads["outcome"].isin(["won", "lost"]) & (leads["outcome_at"] <= as_of_ts),
@@ -221,13 +223,15 @@ def not_scored(checked: CheckedInputs, excluded: pd.DataFrame, leads_path, as_of
     """Every lead that gets no score, once, with its reason: broke the contract, not yet created at as_of
     (the feature build's exclusions), or already decided."""
     decided = checked.decided
-    skipped = pd.concat([
-        checked.lead_rejects.assign(stage="validation"),
+    # Valid leads: one reason each (not yet created wins over decided). The contract's rejects are input
+    # rows, kept one per row: two rows without an id, or a duplicate of a decided lead, are two rejects.
+    valid_skipped = pd.concat([
         excluded.assign(file=str(leads_path), row=pd.NA, column="created_at", value=str(as_of_ts), stage="features"),
         decided.assign(file=str(leads_path), row=pd.NA, column="outcome", reason="already decided: " + decided["outcome"],
                        value=decided["outcome"], stage="open leads only").drop(columns="outcome"),
     ], ignore_index=True)
-    return skipped.drop_duplicates("lead_id", keep="first") if len(skipped) else skipped
+    valid_skipped = valid_skipped.drop_duplicates("lead_id", keep="first") if len(valid_skipped) else valid_skipped
+    return pd.concat([checked.lead_rejects.assign(stage="validation"), valid_skipped], ignore_index=True)
 
 
 def reconcile(checked: CheckedInputs, n_scored: int, skipped: pd.DataFrame, rejects_path: Path,
@@ -249,6 +253,20 @@ def reconcile(checked: CheckedInputs, n_scored: int, skipped: pd.DataFrame, reje
                          f"more than the allowed {max_reject_share:.1%}; see {rejects_path}. The previous output "
                          f"was left untouched.")
     return tmp_rejects
+
+
+# The output's columns and types (the change columns come with a score history).
+OUTPUT_TYPES = {"lead_id": "str", "probability": "float64", "points": "float64", "band": "str", "fit_grade": "str",
+                "engagement_grade": "str", "matrix_cell": "str", "is_mql": "bool", "reasons": "str",
+                "pushed_over_mql": "str", "reasons_text": "str"}
+STAMP_TYPES = {"model_name": "str", "model_version": "str", "as_of": "datetime64[us]", "scored_at": "datetime64[us]"}
+
+
+def empty_output(history: bool = False) -> pd.DataFrame:
+    """The output of a run that scored no lead: no rows, the columns and types of one that did."""
+    change = {"previous_points": "float64", "points_change": "float64", "newly_mql": "bool",
+              "change_reasons": "str"} if history else {}
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in {**OUTPUT_TYPES, **change, **STAMP_TYPES}.items()})
 
 
 def release_memory() -> None:
@@ -352,9 +370,9 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
                 release_memory()
             if isinstance(writer, pq.ParquetWriter):
                 writer.close()
-            elif writer is None:  # nothing to score: still a valid, empty output
-                pd.DataFrame(columns=["lead_id"] + SCORE_COLUMNS).to_parquet(sink) if out_path.suffix != ".csv" else \
-                    sink.write(b"lead_id\n")
+            elif writer is None:  # nothing to score: still a valid output, with every column
+                empty = empty_output(history=history_dir is not None or previous is not None)
+                empty.to_parquet(sink, index=False) if out_path.suffix.lower() != ".csv" else empty.to_csv(sink, index=False)
 
         finally:  # on an interrupt too: close what is open; the partial file is removed below
             if isinstance(writer, pq.ParquetWriter) and writer.is_open:

@@ -35,8 +35,11 @@ executors: each Arrow batch is scored by ``scorer.score``, the very code the loc
 
 Known differences that remain (none arise on the project's data): ``exp()`` and floating-point sums
 may differ in the last bit between the JVM and DuckDB (features are rounded to 6 decimals afterwards);
-``lower()`` of exotic Unicode and ``TRY_CAST`` of unusual number text (``'1.5d'``, hex) follow Java's
-rules; inputs must be Parquet files (or Spark DataFrames), validated by :mod:`leadscore.contract`.
+``lower()`` of exotic Unicode and ``TRY_CAST`` of unusual number text (``'1.5d'``, hex, ``'1_000'``) follow
+Java's rules; ``trim`` leaves a non-breaking space in Spark; a custom (``x_``) categorical column that arrives
+as numbers is text like ``'1.0e7'`` in Spark where DuckDB writes ``'10000000.0'`` (Java's notation for
+doubles at or above 1e7 or under 1e-3). Inputs must be Parquet files (or Spark DataFrames), validated by
+:mod:`leadscore.contract`.
 """
 
 from __future__ import annotations
@@ -330,6 +333,11 @@ def score_spark(spark, scorer, features_df, engine: str | None = None):
 
 
 # ----------------------------------------------------------------------------- the batch job
+# The temp views a feature build registers: its inputs and every step.
+FEATURE_VIEWS = ("_leads_src", "_events_src", "_priority_src", "_leads", "_events", "_priority", "_snap_all", "_snap",
+                 "_behavior", "_account")
+
+
 def _replace_path(tmp: Path, out: Path) -> None:
     """Put the finished output folder in place: the old output is moved aside, the new one renamed in,
     the old one removed (two renames: a reader never sees a partial output)."""
@@ -376,6 +384,7 @@ def score_leads_spark(spark, scorer, leads_path, events_path, out_path, *, as_of
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex[:8]}.partial")
     rejects_path = out_path.with_name(out_path.stem + ".rejects.csv")
+    scored = None
     try:
         # 1. the contract, locally: every lead valid or rejected with its reason
         checked = check_inputs(scorer, leads_path, events_path, priority_path, work, as_of_ts, memory_limit)
@@ -397,12 +406,16 @@ def score_leads_spark(spark, scorer, leads_path, events_path, out_path, *, as_of
         if len(decided):
             decided[["lead_id"]].astype({"lead_id": object}).to_parquet(work / "decided.parquet", index=False)
             table = table.join(spark.read.parquet(str(work / "decided.parquet")), "lead_id", "left_anti")
+        from pyspark import StorageLevel
         from pyspark.sql import functions as F
 
         scored = (score_spark(spark, scorer, table, engine)
                   .withColumn("model_name", F.lit(model_name)).withColumn("model_version", F.lit(model_version))
                   .withColumn("as_of", F.lit(as_of_ts.isoformat(sep=" ")).cast("timestamp_ntz"))
                   .withColumn("scored_at", F.lit(scored_at.isoformat(sep=" ")).cast("timestamp_ntz")))
+        # Kept once computed: sorting samples its input first, which would otherwise score (and explain)
+        # every lead a second time.
+        scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
         scored.orderBy("lead_id").write.option("compression", "zstd").parquet(str(tmp_out))
         n_scored = spark.read.parquet(str(tmp_out)).count()
 
@@ -414,6 +427,10 @@ def score_leads_spark(spark, scorer, leads_path, events_path, out_path, *, as_of
                         skipped["reason"].value_counts().to_dict() if len(skipped) else {}, model_name, model_version,
                         str(as_of_ts), str(scored_at), None)
     finally:
+        if scored is not None:
+            scored.unpersist()
+        for name in FEATURE_VIEWS:  # a reused session (notebook, tests) keeps no views of deleted files
+            spark.catalog.dropTempView(name)
         if tmp_out.exists():
             shutil.rmtree(tmp_out, ignore_errors=True)
         if workdir is None:

@@ -308,7 +308,6 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
     try:
         # 1. the contract: every lead valid or rejected with its reason
         checked = check_inputs(scorer, leads_path, events_path, priority_path, work, as_of_ts, memory_limit)
-        decided, lead_rejects = checked.decided, checked.lead_rejects
 
         # 2. features at as_of, with the model's own feature definitions
         extra = [m for m in scorer.model.metadata if m["name"].startswith("x_")]
@@ -321,7 +320,7 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
             con.close()  # its buffers go back before scoring starts
         feature_file = pq.ParquetFile(build.features)
         check_schema(scorer, feature_file.schema_arrow.names)
-        decided_ids = set(decided["lead_id"])
+        decided_ids = set(checked.decided["lead_id"])
 
         # 3. who is not scored, and why
         skipped = not_scored(checked, pd.read_csv(build.exclusions, dtype={"lead_id": str}), leads_path, as_of_ts)

@@ -60,32 +60,33 @@ def _sql_list(values) -> str:
     return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
 
 
-def _seniority_sql() -> str:
-    t = "lower(l.title)"
-    return f"""CASE
-        WHEN l.title IS NULL OR trim(l.title) = '' THEN 'unknown'
-        WHEN regexp_matches({t}, '\\b(student|intern|mba candidate|graduate|phd|trainee)\\b') THEN 'student'
-        WHEN regexp_matches({t}, '\\b(chief|ceo|cfo|cto|cmo|coo|cio|cro|president|founder|owner|partner)\\b') THEN 'c_level'
-        WHEN regexp_matches({t}, '\\b(vp|svp|evp|vice president|head of)\\b') THEN 'vp'
-        WHEN regexp_matches({t}, '\\bdirector\\b') THEN 'director'
-        WHEN regexp_matches({t}, '\\b(manager|team lead|lead)\\b') THEN 'manager'
-        WHEN regexp_matches({t}, '\\b(assistant|coordinator|receptionist|secretary)\\b') THEN 'assistant'
-        ELSE 'individual_contributor' END"""
+# Title rules, first match wins: (label, RE2 pattern over the lower-cased title).
+SENIORITY_RULES = [
+    ("student", "\\b(student|intern|mba candidate|graduate|phd|trainee)\\b"),
+    ("c_level", "\\b(chief|ceo|cfo|cto|cmo|coo|cio|cro|president|founder|owner|partner)\\b"),
+    ("vp", "\\b(vp|svp|evp|vice president|head of)\\b"),
+    ("director", "\\bdirector\\b"),
+    ("manager", "\\b(manager|team lead|lead)\\b"),
+    ("assistant", "\\b(assistant|coordinator|receptionist|secretary)\\b"),
+]
+FUNCTION_RULES = [
+    ("marketing", "(market|growth|brand|demand|content|seo|communications)"),
+    ("sales", "(sales|account exec|business develop|revenue|\\bsdr\\b|\\bbdr\\b|\\bcro\\b)"),
+    ("it", "(\\bit\\b|information|\\bcio\\b|\\bcto\\b|technolog|system|security)"),
+    ("engineering", "(engineer|developer|software|data|architect)"),
+    ("finance", "(financ|\\bcfo\\b|accounting|accountant|controller)"),
+    ("operations", "(operation|\\bcoo\\b|supply|logistic|procurement)"),
+    ("hr", "(\\bhr\\b|human|people|talent|recruit)"),
+    ("general_management", "(ceo|founder|owner|president|general manager|executive)"),
+]
 
 
-def _function_sql() -> str:
-    t = "lower(l.title)"
+def _title_sql(rules: list[tuple[str, str]], otherwise: str) -> str:
+    """A CASE over the title: 'unknown' when blank, the first rule whose pattern matches, else ``otherwise``."""
+    whens = "".join(f"\n        WHEN regexp_matches(lower(l.title), '{pattern}') THEN '{label}'" for label, pattern in rules)
     return f"""CASE
-        WHEN l.title IS NULL OR trim(l.title) = '' THEN 'unknown'
-        WHEN regexp_matches({t}, '(market|growth|brand|demand|content|seo|communications)') THEN 'marketing'
-        WHEN regexp_matches({t}, '(sales|account exec|business develop|revenue|\\bsdr\\b|\\bbdr\\b|\\bcro\\b)') THEN 'sales'
-        WHEN regexp_matches({t}, '(\\bit\\b|information|\\bcio\\b|\\bcto\\b|technolog|system|security)') THEN 'it'
-        WHEN regexp_matches({t}, '(engineer|developer|software|data|architect)') THEN 'engineering'
-        WHEN regexp_matches({t}, '(financ|\\bcfo\\b|accounting|accountant|controller)') THEN 'finance'
-        WHEN regexp_matches({t}, '(operation|\\bcoo\\b|supply|logistic|procurement)') THEN 'operations'
-        WHEN regexp_matches({t}, '(\\bhr\\b|human|people|talent|recruit)') THEN 'hr'
-        WHEN regexp_matches({t}, '(ceo|founder|owner|president|general manager|executive)') THEN 'general_management'
-        ELSE 'other' END"""
+        WHEN l.title IS NULL OR trim(l.title) = '' THEN 'unknown'{whens}
+        ELSE '{otherwise}' END"""
 
 
 def _band_sql(col: str, cuts: list[tuple[float, str]], top: str) -> str:
@@ -117,8 +118,9 @@ def feature_specs(params: FeatureParams, extra: list[dict] | None = None) -> lis
     ``extra`` are mapped export columns (see :mod:`leadscore.mapping`)."""
     cat = lambda col: f"coalesce(nullif(lower(trim(l.{col})), ''), 'unknown')"  # noqa: E731
     specs = [
-        Feature("seniority", FIT, CATEGORICAL, "title seniority is {value}", _seniority_sql()),
-        Feature("job_function", FIT, CATEGORICAL, "works in {value}", _function_sql()),
+        Feature("seniority", FIT, CATEGORICAL, "title seniority is {value}",
+                _title_sql(SENIORITY_RULES, "individual_contributor")),
+        Feature("job_function", FIT, CATEGORICAL, "works in {value}", _title_sql(FUNCTION_RULES, "other")),
         Feature("company_size", FIT, CATEGORICAL, "company has {value} employees",
                 _band_sql("l.employees", [(10, "1-10"), (50, "11-50"), (200, "51-200"), (1000, "201-1000"),
                                           (5000, "1001-5000")], "5000+")),

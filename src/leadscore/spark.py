@@ -63,6 +63,7 @@ from leadscore import features
 from leadscore.batch import (
     SCORE_COLUMNS,
     SCORING_MEMORY_LIMIT,
+    OUTPUT_TYPES,
     BatchError,
     ScoreRun,
     _reason_text,
@@ -301,9 +302,9 @@ def _exclusions_frame(built: SparkFeatures) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- scoring
-SCORE_SCHEMA = ("lead_id string, probability double, points double, band string, fit_grade string, "
-                "engagement_grade string, matrix_cell string, is_mql boolean, reasons string, "
-                "pushed_over_mql string, reasons_text string")
+_SPARK_TYPES = {"str": "string", "float64": "double", "bool": "boolean"}
+# What each mapInPandas batch returns: the local job's output columns before the run's stamps.
+SCORE_SCHEMA = ", ".join(f"{c} {_SPARK_TYPES[t]}" for c, t in OUTPUT_TYPES.items())
 
 
 def score_spark(spark, scorer, features_df, engine: str | None = None):

@@ -34,7 +34,8 @@ class ValidateParams(_Section):
 
 
 class FeatureParams(_Section):
-    snapshot_days: int = Field(30, ge=0)
+    snapshot_every_days: int = Field(7, ge=1)  # training snapshots: a calendar date every N days
+    max_age_days: int = Field(365, ge=1)  # leads older than this at a snapshot date give no training row
     label_horizon_days: int = Field(180, ge=1)
     windows_days: tuple[int, ...] = (7, 30, 90)
     half_life_days: float = Field(14.0, gt=0)
@@ -55,6 +56,7 @@ class SplitParams(_Section):
     test_days: int = Field(91, ge=1)
     calibration_days: int = Field(91, ge=1)
     validation_share: float = Field(0.15, gt=0, lt=1)
+    holdout_share: float = Field(0.5, gt=0, lt=1)
 
 
 class TrainParams(_Section):

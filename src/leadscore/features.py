@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from leadscore.config import FeatureParams
@@ -147,6 +148,8 @@ def feature_specs(params: FeatureParams, extra: list[dict] | None = None) -> lis
                              f"coalesce(b.{et.name}_decayed, 0)"))
     wmax = max(params.windows_days)
     specs += [
+        Feature("lead_age_days", BEHAVIOR, NUMERIC, "lead created {value} days ago",
+                "round((epoch(s.as_of) - epoch(s.created_at)) / 86400.0, 3)"),
         Feature("days_since_last_activity", BEHAVIOR, NUMERIC, "last active {value} days ago",
                 "round((epoch(s.as_of) - epoch(b.last_ts)) / 86400.0, 3)"),
         Feature("days_since_first_touch", BEHAVIOR, NUMERIC, "first touch {value} days ago",
@@ -183,26 +186,29 @@ def feature_metadata(params: FeatureParams, extra: list[dict] | None = None) -> 
 
 
 # ----------------------------------------------------------------------------- SQL
-def _snapshot_sql(params: FeatureParams, as_of: pd.Timestamp | None, export_at: pd.Timestamp) -> str:
-    """One row per lead: its as_of, label (training) and, if it has no honest row, why not."""
-    exp = f"TIMESTAMP '{export_at.isoformat(sep=' ')}'"
-    if as_of is None:
-        as_of_sql = f"l.created_at + INTERVAL '{params.snapshot_days} days'"
-        horizon = f"INTERVAL '{params.label_horizon_days} days'"
-        exclusion = f"""CASE
-            WHEN {as_of_sql} >= {exp} THEN 'younger than snapshot_days at export time: not yet scoreable'
-            WHEN l.outcome IN ('won', 'lost') AND l.outcome_at <= {as_of_sql}
-                THEN 'outcome decided at or before the snapshot: no honest example'
-            WHEN l.outcome = 'open' AND {as_of_sql} + {horizon} > {exp}
-                THEN 'still open and the label window is not over yet'
-            END"""
-        label = f"CAST(l.outcome = 'won' AND l.outcome_at < {as_of_sql} + {horizon} AS INTEGER)"
-    else:
-        as_of_sql = f"TIMESTAMP '{as_of.isoformat(sep=' ')}'"
-        exclusion = f"CASE WHEN l.created_at > {as_of_sql} THEN 'created after as_of' END"
-        label = "CAST(NULL AS INTEGER)"
+def snapshot_grid(params: FeatureParams, export_at: pd.Timestamp, first_created: pd.Timestamp) -> list[pd.Timestamp]:
+    """The calendar of training snapshots: every ``snapshot_every_days`` back from the start of the export
+    day (UTC midnight at or before ``export_at``) to the first lead's creation, oldest first.
+
+    One calendar for every lead, the way the nightly job sees them: at each date every lead open then
+    gets a row, whatever its age. The dates depend on the export moment only, never on an outcome.
+    """
+    step = pd.Timedelta(days=params.snapshot_every_days)
+    newest = pd.Timestamp(export_at).floor("D")
+    if newest >= export_at:  # export taken exactly at midnight: that moment is not yet "after" anything
+        newest -= step
+    n = max(0, int((newest - pd.Timestamp(first_created)) // step) + 1)
+    return [newest - k * step for k in range(n)][::-1]
+
+
+def _ts(value: pd.Timestamp) -> str:
+    return f"TIMESTAMP '{pd.Timestamp(value).isoformat(sep=' ')}'"
+
+
+def _lead_keys_sql(params: FeatureParams) -> str:
+    """One row per lead: the account it belongs to, when it was created, whether it is a priority account."""
     return f"""
-        SELECT l.lead_id, {as_of_sql} AS as_of, {label} AS label, {exclusion} AS excluded_because,
+        SELECT l.lead_id,
                coalesce(l.account_id, CASE WHEN {domain_type_sql('l.email_domain', params.competitor_domains)}
                         = 'corporate' THEN l.email_domain END) AS account_key,
                l.created_at,
@@ -210,6 +216,54 @@ def _snapshot_sql(params: FeatureParams, as_of: pd.Timestamp | None, export_at: 
                         OR l.email_domain IN (SELECT domain FROM _priority WHERE domain IS NOT NULL), false)
                    AS is_priority
         FROM _leads l"""
+
+
+def _snapshot_sql(params: FeatureParams, as_of: pd.Timestamp | None, export_at: pd.Timestamp,
+                  grid: list[pd.Timestamp] | None) -> str:
+    """The rows of the feature table, (lead_id, as_of, label).
+
+    Training (``as_of`` None): for every date of ``grid``, every lead created before it, not yet decided
+    at it, and at most ``max_age_days`` old. Label: won within ``label_horizon_days`` after the date,
+    known only when the whole window lies before the export (else NULL: censored; never decided by the
+    outcome). Scoring: one row per lead created strictly before ``as_of``, no label.
+    """
+    if as_of is None:
+        dates = ", ".join(f"({_ts(t)})" for t in grid) or f"({_ts(export_at)})"
+        horizon = f"INTERVAL '{params.label_horizon_days} days'"
+        known = f"g.as_of + {horizon} <= {_ts(export_at)}"
+        return f"""
+        SELECT k.lead_id, g.as_of,
+               CASE WHEN {known} THEN CAST(l.outcome = 'won' AND l.outcome_at <= g.as_of + {horizon} AS INTEGER)
+               END AS label,
+               k.account_key, k.created_at, k.is_priority
+        FROM _lead_keys k JOIN _leads l ON l.lead_id = k.lead_id
+        JOIN (SELECT * FROM (VALUES {dates}) AS grid(as_of)) g
+          ON g.as_of > k.created_at AND g.as_of <= k.created_at + INTERVAL '{params.max_age_days} days'
+        WHERE {'false' if not grid else 'true'}
+          AND NOT (l.outcome IN ('won', 'lost') AND l.outcome_at <= g.as_of)"""
+    return f"""
+        SELECT k.lead_id, {_ts(as_of)} AS as_of, CAST(NULL AS INTEGER) AS label,
+               k.account_key, k.created_at, k.is_priority
+        FROM _lead_keys k WHERE k.created_at < {_ts(as_of)}"""
+
+
+def _exclusions_sql(as_of: pd.Timestamp | None, export_at: pd.Timestamp, grid: list[pd.Timestamp] | None) -> str:
+    """Leads without any row in the feature table, with the reason in words."""
+    if as_of is not None:
+        reason = "'created at or after as_of'"
+        moment = _ts(as_of)
+    else:
+        newest = _ts(grid[-1]) if grid else _ts(export_at)
+        reason = f"""CASE
+            WHEN k.created_at >= {_ts(export_at)} THEN 'created at or after the export moment'
+            WHEN k.created_at >= {newest} THEN 'created after the newest snapshot date: not yet in a snapshot'
+            WHEN l.outcome IN ('won', 'lost') THEN 'decided before its first snapshot date: never open at one'
+            ELSE 'older than max_age_days at every snapshot date' END"""
+        moment = "CAST(NULL AS TIMESTAMP)"
+    return f"""
+        SELECT k.lead_id, {moment} AS as_of, {reason} AS reason
+        FROM _lead_keys k JOIN _leads l ON l.lead_id = k.lead_id
+        WHERE k.lead_id NOT IN (SELECT lead_id FROM _snap)"""
 
 
 def _content_value_sql(params: FeatureParams) -> str:
@@ -248,10 +302,10 @@ def _behavior_sql(params: FeatureParams) -> str:
                    CASE WHEN e.timestamp >= s.as_of - INTERVAL '{wmax} days' THEN {day_ago_sql} END AS day_ago,
                    {age_days} AS age_days
             FROM _events e JOIN _snap s ON e.lead_id = s.lead_id
-            WHERE e.timestamp < s.as_of AND s.excluded_because IS NULL
+            WHERE e.timestamp < s.as_of
               AND e.event_type IN ({_sql_list(e.name for e in FEATURE_EVENT_TYPES)})
         ), per_type AS (
-            SELECT lead_id, event_type,
+            SELECT lead_id, as_of, event_type,
                    {windowed},
                    sum(exp(-{decay} * age_days)) AS decayed,
                    min(timestamp) AS first_ts, max(timestamp) AS last_ts,
@@ -259,15 +313,15 @@ def _behavior_sql(params: FeatureParams) -> str:
                    sum(percent_watched) FILTER (WHERE event_type = 'webinar_attend') AS watched_sum,
                    count(percent_watched) FILTER (WHERE event_type = 'webinar_attend') AS watched_n,
                    {', '.join(masks)}
-            FROM ev GROUP BY lead_id, event_type
+            FROM ev GROUP BY lead_id, as_of, event_type
         )
-        SELECT lead_id, {', '.join(pivot)},
+        SELECT lead_id, as_of, {', '.join(pivot)},
                min(first_ts) AS first_ts, max(last_ts) AS last_ts,
                min(first_ts) FILTER (WHERE event_type IN ({late})) AS first_late_ts,
                max({stage_case}) AS furthest_stage,
                sum(content_value) AS content_value, sum(watched_sum) AS watched_sum, sum(watched_n) AS watched_n,
                {', '.join(f'bit_or(day_mask_{i}) AS day_mask_{i}' for i in range(_n_masks(wmax)))}
-        FROM per_type GROUP BY lead_id"""
+        FROM per_type GROUP BY lead_id, as_of"""
 
 
 def _account_sql(params: FeatureParams) -> str:
@@ -280,38 +334,92 @@ def _account_sql(params: FeatureParams) -> str:
     week = 7 * 86400 if w > 7 else 86400
     return f"""
         WITH multi AS (
-            SELECT account_key FROM _snap_all WHERE account_key IS NOT NULL GROUP BY 1 HAVING count(*) > 1
+            SELECT account_key FROM _lead_keys WHERE account_key IS NOT NULL GROUP BY 1 HAVING count(*) > 1
         ), colleague AS (
-            SELECT s.lead_id, s.account_key, s.created_at FROM _snap_all s JOIN multi USING (account_key)
+            SELECT s.lead_id, s.account_key, s.created_at FROM _lead_keys s JOIN multi USING (account_key)
         ), activity AS (
             SELECT e.lead_id, c.account_key, c.created_at, min(e.timestamp) AS first_ts, max(e.timestamp) AS last_ts
             FROM _events e JOIN colleague c ON e.lead_id = c.lead_id
             WHERE e.event_type IN ({_sql_list(e.name for e in FEATURE_EVENT_TYPES)})
             GROUP BY e.lead_id, c.account_key, c.created_at, floor(epoch(e.timestamp) / {week})
         ), engaged AS (
-            SELECT s.lead_id, count(DISTINCT a.lead_id) AS engaged_stakeholders
+            SELECT s.lead_id, s.as_of, count(DISTINCT a.lead_id) AS engaged_stakeholders
             FROM _snap s JOIN activity a ON a.account_key = s.account_key AND a.lead_id <> s.lead_id
-            WHERE s.excluded_because IS NULL AND a.created_at < s.as_of  -- a colleague unknown at as_of cannot count
+            WHERE a.created_at < s.as_of  -- a colleague unknown at as_of cannot count
               AND a.first_ts < s.as_of AND a.last_ts >= s.as_of - INTERVAL '{w} days'
-            GROUP BY s.lead_id
+            GROUP BY s.lead_id, s.as_of
         ), known AS (
-            SELECT s.lead_id, count(*) AS known_leads
+            SELECT s.lead_id, s.as_of, count(*) AS known_leads
             FROM _snap s JOIN colleague c ON c.account_key = s.account_key AND c.lead_id <> s.lead_id
-            WHERE s.excluded_because IS NULL AND c.created_at < s.as_of
-            GROUP BY s.lead_id
+            WHERE c.created_at < s.as_of
+            GROUP BY s.lead_id, s.as_of
         )
-        SELECT k.lead_id, e.engaged_stakeholders, k.known_leads
-        FROM known k LEFT JOIN engaged e USING (lead_id)"""
+        SELECT k.lead_id, k.as_of, e.engaged_stakeholders, k.known_leads
+        FROM known k LEFT JOIN engaged e ON e.lead_id = k.lead_id AND e.as_of = k.as_of"""
 
 
-# The export was taken when its newest record was written (when ``features.export_at`` is not set).
-EXPORT_AT_SQL = ("SELECT greatest((SELECT max(created_at) FROM _leads), (SELECT max(outcome_at) FROM _leads), "
-                 "(SELECT max(timestamp) FROM _events)) + INTERVAL '1 second'")
+# Every record's day: leads created, outcomes, events (what the export moment is read from).
+DAILY_RECORDS_SQL = """
+        WITH t AS (
+            SELECT created_at AS ts FROM _leads
+            UNION ALL SELECT outcome_at AS ts FROM _leads WHERE outcome_at IS NOT NULL
+            UNION ALL SELECT timestamp AS ts FROM _events)
+        SELECT CAST(date_trunc('day', ts) AS VARCHAR) AS day, count(*) AS n, CAST(max(ts) AS VARCHAR) AS newest
+        FROM t WHERE ts IS NOT NULL GROUP BY date_trunc('day', ts) ORDER BY 1"""
 
-# Leads without an honest row, with the reason (after the feature steps have run).
-EXCLUSIONS_SQL = ("SELECT lead_id, as_of, excluded_because AS reason FROM _snap_all "
-                  "WHERE excluded_because IS NOT NULL ORDER BY lead_id")
+# Records dated after the export moment, per kind (reported: they cannot have happened yet).
+FUTURE_RECORDS_SQL = """
+        SELECT 'leads.created_at' AS what, count(*) AS n FROM _leads WHERE created_at > {t}
+        UNION ALL SELECT 'leads.outcome_at' AS what, count(*) AS n FROM _leads WHERE outcome_at > {t}
+        UNION ALL SELECT 'events.timestamp' AS what, count(*) AS n FROM _events WHERE timestamp > {t}"""
 
+OUTLIER_MAX_SHARE = 0.01  # a newest cluster of records holding less than this share can be stray …
+OUTLIER_MIN_GAP_DAYS = 30  # … when a gap of at least this (and 10× the typical gap between record days) precedes it
+
+
+@dataclass(frozen=True)
+class ExportMoment:
+    """When the export was taken, and how that was decided."""
+
+    at: pd.Timestamp
+    how: str  # 'params' | 'newest record' | 'newest record before a gap (N stray records after it)'
+    stray_records: int  # records dated after ``at`` that were set aside to find it
+
+
+def export_moment(daily: pd.DataFrame, configured: str | None = None) -> ExportMoment:
+    """The export moment from the per-day record counts (``day``, ``n``, ``newest``; :data:`DAILY_RECORDS_SQL`).
+
+    ``features.export_at`` when set. Otherwise one second after the newest record — unless the newest
+    records form a small cluster (under 1% of all records) cut off from the rest by a gap of at least
+    30 days and 10× the median gap between days with records: such stray timestamps (a mistyped year,
+    a test event dated next year) are set aside and reported, so one bad row cannot move the moment
+    every label is read at. Raises ValueError when there are no records.
+    """
+    if configured:
+        return ExportMoment(to_utc_naive(configured), "params", 0)
+    if daily.empty:
+        raise ValueError("no timestamps in the leads or events: set features.export_at")
+    days = pd.to_datetime(daily["day"]).to_numpy()
+    n = daily["n"].to_numpy(dtype=float)
+    newest = pd.to_datetime(daily["newest"])
+    total = n.sum()
+    gaps = np.diff(days).astype("timedelta64[s]").astype(float) / 86400.0
+    typical = float(np.median(gaps)) if len(gaps) else 0.0
+    tail = np.cumsum(n[::-1])[::-1]  # records on day i and later
+    for i in range(1, len(days)):  # the earliest split that leaves a small cluster behind a large gap
+        if tail[i] < OUTLIER_MAX_SHARE * total and gaps[i - 1] >= max(OUTLIER_MIN_GAP_DAYS, 10 * typical):
+            return ExportMoment(newest.iloc[i - 1] + pd.Timedelta(seconds=1),
+                                f"newest record before a gap of {gaps[i - 1]:.0f} days "
+                                f"({int(tail[i])} stray records after it)", int(tail[i]))
+    return ExportMoment(newest.iloc[-1] + pd.Timedelta(seconds=1), "newest record", 0)
+
+
+FIRST_CREATED_SQL = "SELECT CAST(min(created_at) AS VARCHAR) FROM _leads"
+
+# Leads without any row, with the reason (after the feature steps have run).
+EXCLUSIONS_SQL = "SELECT lead_id, as_of, reason FROM _exclusions ORDER BY lead_id"
+SNAPSHOT_COUNTS_SQL = ("SELECT count(*) AS rows, count(label) AS labelled, count(DISTINCT lead_id) AS leads "
+                       "FROM _snap")
 
 class SqlStep(NamedTuple):
     name: str  # the temp view/table later steps read it as
@@ -337,7 +445,7 @@ def input_sql(leads: str, events: str | None, priority: str | None) -> list[SqlS
 
 
 def feature_sql(params: FeatureParams, as_of: pd.Timestamp | None, export_at: pd.Timestamp,
-                extra: list[dict] | None = None) -> list[SqlStep]:
+                extra: list[dict] | None = None, grid: list[pd.Timestamp] | None = None) -> list[SqlStep]:
     """The statements that build the feature table, in order; the last one (``_features``) is the table.
 
     They read the inputs as views ``_leads``, ``_events`` and ``_priority``. :func:`build_features` runs
@@ -348,12 +456,12 @@ def feature_sql(params: FeatureParams, as_of: pd.Timestamp | None, export_at: pd
     final = f"""
             SELECT s.lead_id, s.as_of, s.label, {select}
             FROM _snap s JOIN _leads l ON l.lead_id = s.lead_id
-            LEFT JOIN _behavior b ON b.lead_id = s.lead_id
-            LEFT JOIN _account a ON a.lead_id = s.lead_id
-            WHERE s.excluded_because IS NULL
-            ORDER BY s.lead_id"""
-    return [SqlStep("_snap_all", _snapshot_sql(params, as_of, export_at), True),
-            SqlStep("_snap", "SELECT * FROM _snap_all", False),
+            LEFT JOIN _behavior b ON b.lead_id = s.lead_id AND b.as_of = s.as_of
+            LEFT JOIN _account a ON a.lead_id = s.lead_id AND a.as_of = s.as_of
+            ORDER BY s.lead_id, s.as_of"""
+    return [SqlStep("_lead_keys", _lead_keys_sql(params), True),
+            SqlStep("_snap", _snapshot_sql(params, as_of, export_at, grid), True),
+            SqlStep("_exclusions", _exclusions_sql(as_of, export_at, grid), True),
             SqlStep("_behavior", _behavior_sql(params), True),
             SqlStep("_account", _account_sql(params), True),
             SqlStep("_features", final, False)]
@@ -365,9 +473,12 @@ class FeatureBuild:
     exclusions: Path
     metadata: Path
     leads_in: int
-    rows: int
-    excluded: int
+    rows: int  # feature rows: one per lead and snapshot date (training) or per lead (scoring)
+    excluded: int  # leads without any row (exclusions.csv says why)
     export_at: pd.Timestamp
+    leads_with_rows: int = 0
+    export: ExportMoment | None = None
+    records_after_export: dict | None = None
 
 
 def to_utc_naive(value) -> pd.Timestamp:
@@ -397,8 +508,11 @@ def _source(path) -> str:
 def build_features(leads_path, events_path, out_dir, params: FeatureParams, priority_path=None,
                    as_of: str | pd.Timestamp | None = None, con: duckdb.DuckDBPyConnection | None = None,
                    extra: list[dict] | None = None, declared_after_contact: list[str] | None = None) -> FeatureBuild:
-    """Write ``features.parquet`` (lead_id, as_of, label, features), ``exclusions.csv`` and
-    ``feature_metadata.json`` to ``out_dir``. Inputs are validated leads/events (CSV or Parquet)."""
+    """Write ``features.parquet`` (lead_id, as_of, label, features; one row per lead and snapshot date
+    when training, one per lead when scoring), ``exclusions.csv`` (leads without a row, with the reason)
+    and ``feature_metadata.json`` to ``out_dir``. Inputs are validated leads/events (CSV or Parquet).
+
+    Raises AssertionError when the leads with rows and the excluded leads do not add up to the input."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     con = con or connect()
@@ -407,12 +521,14 @@ def build_features(leads_path, events_path, out_dir, params: FeatureParams, prio
                           None if priority_path is None else _source(priority_path)):
         con.execute(f"CREATE OR REPLACE TEMP VIEW {step.name} AS {step.sql}")
 
-    if params.export_at:
-        export_at = to_utc_naive(params.export_at)
-    else:  # the export was taken when its newest record was written
-        export_at = pd.Timestamp(con.sql(EXPORT_AT_SQL).fetchall()[0][0])
+    moment = export_moment(con.sql(DAILY_RECORDS_SQL).df(), params.export_at)
+    export_at = moment.at
     as_of_ts = to_utc_naive(as_of) if as_of is not None else None
-    steps = feature_sql(params, as_of_ts, export_at, extra)
+    grid = None
+    if as_of_ts is None:
+        first = con.sql(FIRST_CREATED_SQL).fetchall()[0][0]
+        grid = snapshot_grid(params, export_at, pd.Timestamp(first)) if first is not None else []
+    steps = feature_sql(params, as_of_ts, export_at, extra, grid)
     for step in steps[:-1]:
         con.execute(f"CREATE OR REPLACE TEMP {'TABLE' if step.materialize else 'VIEW'} {step.name} AS {step.sql}")
 
@@ -422,17 +538,29 @@ def build_features(leads_path, events_path, out_dir, params: FeatureParams, prio
     exclusions = con.sql(EXCLUSIONS_SQL).df()
     exclusions_path = out_dir / "exclusions.csv"
     exclusions.to_csv(exclusions_path, index=False)
+    future = con.sql(FUTURE_RECORDS_SQL.format(t=_ts(export_at))).df()
+    counts = con.sql(SNAPSHOT_COUNTS_SQL).df().iloc[0]
     metadata_path = out_dir / "feature_metadata.json"
-    metadata_path.write_text(json.dumps({"export_at": export_at.isoformat(), "as_of": None if as_of_ts is None
-                                         else as_of_ts.isoformat(), "features": feature_metadata(params, extra),
-                                         "declared_after_contact": list(declared_after_contact or [])}, indent=2))
-    leads_in = con.sql("SELECT count(*) FROM _snap_all").fetchall()[0][0]
-    rows = con.sql(f"SELECT count(*) FROM read_parquet('{fp}')").fetchall()[0][0]
-    for t in ("_behavior", "_account", "_snap_all"):
+    metadata_path.write_text(json.dumps({
+        "export_at": export_at.isoformat(), "export_at_how": moment.how,
+        "records_after_export": {r.what: int(r.n) for r in future.itertuples()},
+        "as_of": None if as_of_ts is None else as_of_ts.isoformat(),
+        "snapshot_dates": None if grid is None else {"first": grid[0].isoformat() if grid else None,
+                                                     "last": grid[-1].isoformat() if grid else None,
+                                                     "every_days": params.snapshot_every_days, "n": len(grid)},
+        "rows": {"total": int(counts["rows"]), "labelled": int(counts["labelled"]),
+                 "censored": int(counts["rows"] - counts["labelled"]), "leads": int(counts["leads"])},
+        "features": feature_metadata(params, extra),
+        "declared_after_contact": list(declared_after_contact or [])}, indent=2))
+    leads_in = con.sql("SELECT count(*) FROM _lead_keys").fetchall()[0][0]
+    for t in ("_behavior", "_account", "_snap", "_exclusions", "_lead_keys"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
-    build = FeatureBuild(features_path, exclusions_path, metadata_path, leads_in, rows, len(exclusions), export_at)
-    if build.rows + build.excluded != build.leads_in:
-        raise AssertionError(f"feature rows {build.rows} + excluded {build.excluded} != leads {build.leads_in}")
+    build = FeatureBuild(features_path, exclusions_path, metadata_path, leads_in, int(counts["rows"]),
+                         len(exclusions), export_at, int(counts["leads"]), moment,
+                         {r.what: int(r.n) for r in future.itertuples()})
+    if build.leads_with_rows + build.excluded != build.leads_in:
+        raise AssertionError(f"leads with feature rows {build.leads_with_rows} + excluded {build.excluded} "
+                             f"!= leads {build.leads_in}")
     return build
 
 

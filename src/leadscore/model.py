@@ -27,40 +27,69 @@ EPS = 1e-6
 # ----------------------------------------------------------------------------- splits
 @dataclass
 class TimeSplit:
-    train: pd.DataFrame
-    valid: pd.DataFrame  # newest slice of the training period: early stopping only
-    calibration: pd.DataFrame
-    test: pd.DataFrame
+    train: pd.DataFrame  # snapshot rows the trees are fitted on (with a ``weight`` column)
+    valid: pd.DataFrame  # early stopping only: training-period rows of a held-out group of leads
+    calibration: pd.DataFrame  # the period before the test period, holdout leads: calibration, threshold
+    test: pd.DataFrame  # the newest period whose labels are complete, holdout leads: the replay
     boundaries: dict = field(default_factory=dict)
+    population_scale: float = 1.0  # holdout rows are this share of all open leads: volumes × 1/share
 
 
-def time_split(table: pd.DataFrame, params: SplitParams) -> TimeSplit:
-    """Train on the oldest snapshots, calibrate on the next period, test on the newest.
+def lead_hash(lead_id: pd.Series, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per lead, fixed by the lead id and the seed (no outcome involved)."""
+    h = pd.util.hash_pandas_object(lead_id.astype(str), index=False, hash_key=f"{seed:016d}"[:16])
+    return (h.to_numpy() >> np.uint64(11)).astype(float) / float(2 ** 53)
 
-    Boundaries are on ``as_of``: every training snapshot is strictly earlier than every calibration
-    snapshot, which is strictly earlier than every test snapshot.
+
+def time_split(table: pd.DataFrame, params: SplitParams, seed: int = 0) -> TimeSplit:
+    """Split snapshot rows by time on ``as_of`` and by lead, never by outcome.
+
+    1. Only rows with a known label count (the label window ended before the export); the selection
+       depends on ``as_of`` alone. Censored rows (label NULL) are not used here.
+    2. By time: the newest ``test_days`` of labelled snapshot dates are the test period, the
+       ``calibration_days`` before it the calibration period, everything earlier the training period.
+    3. By lead: a seeded hash puts ``holdout_share`` of the leads in the holdout group, whose rows in the
+       calibration and test periods are kept; the other leads' rows in the training period are the
+       training rows (a ``validation_share`` of those leads is kept apart for early stopping). No lead is
+       on both sides, and each side is a random sample of the open leads at every date, so the test
+       rows replay the nightly job on a random ``holdout_share`` of its leads (``population_scale``).
+    4. Training rows are weighted 1 / (the lead's number of training rows), so each lead counts once
+       whatever its age; calibration and test rows are unweighted (the job's population as it is).
+
+    Raises ValueError when a part is empty or lacks one of the outcomes.
     """
-    df = table.sort_values(["as_of", "lead_id"], kind="stable").reset_index(drop=True)
+    df = table[table["label"].notna()].sort_values(["as_of", "lead_id"], kind="stable").reset_index(drop=True)
+    if df.empty:
+        raise ValueError("no snapshot has a complete label window yet: the export spans less than "
+                         "features.label_horizon_days after the first lead; shorten it or bring more history")
+    df["label"] = df["label"].astype(int)
     end = df["as_of"].max() + pd.Timedelta(seconds=1)
     test_start = end - pd.Timedelta(days=params.test_days)
     cal_start = test_start - pd.Timedelta(days=params.calibration_days)
-    before = df[df["as_of"] < cal_start]
-    calibration = df[(df["as_of"] >= cal_start) & (df["as_of"] < test_start)]
-    test = df[df["as_of"] >= test_start]
-    if len(before) < 50 or calibration["label"].nunique() < 2 or test["label"].nunique() < 2:
+    u = lead_hash(df["lead_id"], seed)
+    holdout = u < params.holdout_share
+    valid_lead = ~holdout & (u < params.holdout_share + (1 - params.holdout_share) * params.validation_share)
+    before = (df["as_of"] < cal_start).to_numpy()
+    train = df[before & ~holdout & ~valid_lead].copy()
+    valid = df[before & valid_lead]
+    calibration = df[~before & holdout & (df["as_of"] < test_start).to_numpy()]
+    test = df[holdout & (df["as_of"] >= test_start).to_numpy()]
+    if len(train) < 50 or len(valid) < 10 or any(part["label"].nunique() < 2 for part in (train, valid, calibration, test)):
         raise ValueError(
-            f"time split leaves {len(before)} training, {len(calibration)} calibration and {len(test)} test "
-            f"rows (with both outcomes needed in each): the data span {df['as_of'].min()} to {end}; "
-            f"shorten split.test_days / split.calibration_days or bring more history")
-    n_valid = max(1, int(round(len(before) * params.validation_share)))
-    train, valid = before.iloc[:-n_valid], before.iloc[-n_valid:]
+            f"the split leaves {len(train)} training, {len(valid)} validation, {len(calibration)} calibration and "
+            f"{len(test)} test rows (both outcomes needed in each): labelled snapshots span {df['as_of'].min()} to "
+            f"{end}; shorten split.test_days / split.calibration_days, raise split.holdout_share or bring more history")
+    train["weight"] = 1.0 / train.groupby("lead_id", observed=True)["lead_id"].transform("size").to_numpy()
     b = {
-        "train_from": str(df["as_of"].min()), "valid_from": str(valid["as_of"].min()),
-        "calibration_from": str(cal_start), "test_from": str(test_start), "test_to": str(end),
+        "train_from": str(df["as_of"].min()), "calibration_from": str(cal_start), "test_from": str(test_start),
+        "test_to": str(end), "labels_complete_until": str(end),
         "n_train": len(train), "n_valid": len(valid), "n_calibration": len(calibration), "n_test": len(test),
-        "win_rate_train": float(before["label"].mean()), "win_rate_test": float(test["label"].mean()),
+        "leads_train": int(train["lead_id"].nunique()), "leads_test": int(test["lead_id"].nunique()),
+        "holdout_share": params.holdout_share,
+        "win_rate_train": float(np.average(train["label"], weights=train["weight"])),
+        "win_rate_test": float(test["label"].mean()),
     }
-    return TimeSplit(train, valid, calibration, test, b)
+    return TimeSplit(train, valid, calibration, test, b, population_scale=1.0 / params.holdout_share)
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -178,6 +207,7 @@ def train_model(split: TimeSplit, metadata: list[dict], params: TrainParams, see
     skeleton = LeadScoreModel(None, None, names, categories, metadata)
     clf = lgb.LGBMClassifier(**lgbm_params(params, seed))
     clf.fit(skeleton.prepare(split.train), split.train["label"].to_numpy(),
+            sample_weight=split.train["weight"].to_numpy() if "weight" in split.train else None,
             eval_X=(skeleton.prepare(split.valid),), eval_y=(split.valid["label"].to_numpy(),), eval_metric="binary_logloss",
             categorical_feature=cats, callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
     booster = clf.booster_

@@ -4,9 +4,10 @@ calls these; they know nothing of the command line."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from leadscore import contract, features, synth
@@ -94,105 +95,150 @@ def guard_leakage(split, meta: list[dict], train_params, declared_by_mapping=())
                           pure_values_rule=False)
 
 
+# ----------------------------------------------------------------------------- training, step by step
+@dataclass
+class TrainingData:
+    table: pd.DataFrame  # snapshot rows: lead_id, as_of, label (NULL when censored), features
+    meta: list[dict]  # feature metadata
+    declared_after_contact: list[str]
+    build: dict  # the feature build's metadata (export moment, snapshot dates, row counts)
+    features_path: Path
+
+
+def load_training_data(features_dir: str | Path) -> TrainingData:
+    """The feature table of the ``features`` stage with its metadata."""
+    path = Path(features_dir) / "features.parquet"
+    table, meta = features.load_feature_table(path)
+    info = json.loads(path.with_name("feature_metadata.json").read_text())
+    return TrainingData(table, meta, info.get("declared_after_contact", []), info, path)
+
+
+def truth_at(params: Params, rows: pd.DataFrame) -> np.ndarray | None:
+    """The synthetic truth at each (lead, as_of) row: probability of a win within the label horizon,
+    given what was observable then (None for real data, or when the truth files are absent)."""
+    if not params.train.truth or not Path(params.train.truth).exists() or not hasattr(synth, "true_probability"):
+        return None
+    p = synth.true_probability(Path(params.train.truth).parent, rows[["lead_id", "as_of"]],
+                               params.features.label_horizon_days)
+    return None if np.isnan(p).any() else p
+
+
+def choose_mql_threshold(model, scale, split, params: Params) -> tuple[float, str, pd.DataFrame]:
+    """Replay the nightly job over the calibration period with this model and pick the MQL threshold by
+    the policy in params from the replayed volume of *new* MQLs a week (see :mod:`leadscore.backtest`)."""
+    from leadscore.backtest import new_mqls
+    from leadscore.scoring import choose_threshold
+
+    cal = split.calibration
+    margin = model.raw_margin(cal)
+    points = np.round(np.clip(scale.points(model.calibrator.calibrated_margin(margin)), 0, 100), 1)
+    table = new_mqls(cal["lead_id"].to_numpy(), cal["as_of"].to_numpy(), points, cal["label"].to_numpy(),
+                     np.arange(0, 101), model.calibrator.predict(margin), split.population_scale,
+                     params.features.snapshot_every_days)
+    table["expected_value_per_week"] = table["mqls_per_week"] * (
+        table["expected_win_rate"].fillna(0) * params.scoring.deal_value - params.scoring.touch_cost)
+    threshold, reason = choose_threshold(table, params.scoring, scale)
+    return threshold, reason, table
+
+
+def replay_test_period(scorer, baseline, split, params: Params, truth) -> "backtest.Replay":
+    """The nightly job replayed on the test period (every open lead, any age, at each snapshot date)."""
+    from leadscore import backtest
+
+    test = split.test
+    probability, points = scorer.points_only(test)
+    return backtest.replay_period(
+        test, probability, points, scorer.mql_threshold, baseline.predict_proba(test)[:, 1], baseline.points(test),
+        params.baseline.mql_threshold, split.population_scale, params.features.snapshot_every_days, truth,
+        seed=params.seed)
+
+
 def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, reports_dir: str | Path,
               outputs_dir: str | Path = "outputs", log_to_mlflow: bool = True) -> dict:
-    """Split by time; train and calibrate LightGBM; fit the rule baseline's probability map; choose the
-    MQL threshold on the calibration period; evaluate, score and explain the test quarter (model,
-    baseline and, on synthetic data, the truth); write metrics, plots, tables, the report and the
-    scorer; log it all to MLflow and register the scorer."""
-    import joblib
-    import matplotlib.pyplot as plt
-    import numpy as np
+    """Train, evaluate and register a model, as a sequence of named steps:
 
-    from leadscore import evaluate, explain, report
+    data → split (time and lead, never outcome) → leakage guard → fit and calibrate → rule baseline →
+    MQL threshold (replay of the calibration period) → replay of the test period (the nightly job on every
+    open lead of every age) → explanations → files → MLflow, promotion gate and model card.
+    """
     from leadscore.baseline import RuleBaseline
     from leadscore.model import time_split, train_model
-    from leadscore.scoring import LeadScorer, PointsScale, choose_threshold, threshold_table
+    from leadscore.scoring import LeadScorer, PointsScale
 
-    features_path = Path(features_dir) / "features.parquet"
-    models_dir, reports_dir, outputs_dir = Path(models_dir), Path(reports_dir), Path(outputs_dir)
-    for d in (models_dir, reports_dir, outputs_dir, reports_dir / "figures"):
-        d.mkdir(parents=True, exist_ok=True)
-    table, meta = features.load_feature_table(features_path)
-    declared = json.loads(features_path.with_name("feature_metadata.json").read_text()).get("declared_after_contact", [])
-    split = time_split(table, params.split)
-    leakage = guard_leakage(split, meta, params.train, declared)
+    data = load_training_data(features_dir)
+    split = time_split(data.table, params.split, params.seed)
+    leakage = guard_leakage(split, data.meta, params.train, data.declared_after_contact)
     excluded = set(leakage.loc[leakage["excluded"], "column"]) if len(leakage) else set()
-    model = train_model(split, [m for m in meta if m["name"] not in excluded], params.train, params.seed)
+    model = train_model(split, [m for m in data.meta if m["name"] not in excluded], params.train, params.seed)
     baseline = RuleBaseline(params.baseline).fit(split.calibration, split.calibration["label"])
-
-    # --- the model against the baseline (and the truth) on the test quarter
-    test = split.test
-    y = test["label"].to_numpy()
-    scores = {"model": model.predict_proba(test), "baseline": baseline.predict_proba(test)[:, 1],
-              "model_uncalibrated": 1 / (1 + np.exp(-model.raw_margin(test)))}
-    truth_path = Path(params.train.truth) if params.train.truth else None
-    if truth_path is not None and truth_path.exists():
-        truth = test[["lead_id"]].merge(pd.read_parquet(truth_path), on="lead_id", how="left")["true_probability"]
-        if truth.notna().all():
-            scores["truth"] = truth.to_numpy()
-    metrics = {name: evaluate.score_metrics(y, p) for name, p in scores.items()}
-    deciles = pd.concat([evaluate.decile_table(y, p).assign(scorer=name) for name, p in scores.items()])
-    for m in metrics.values():
-        m.pop("win_rate_by_decile")
-    if "truth" in metrics:
-        metrics["model"]["auc_share_of_truth"] = metrics["model"]["roc_auc"] / metrics["truth"]["roc_auc"]
-    metrics["split"] = {k: v for k, v in split.boundaries.items() if not k.endswith(("_from", "_to"))}
-    metrics["calibration"] = {k: v for k, v in model.info["calibration"].items() if k != "method"}
-    metrics["model"]["best_iteration"] = model.info["best_iteration"]
-
-    # --- points, the MQL threshold (chosen on the calibration period: the most recent volume before
-    # the test quarter), bands, grades and reasons
     sp = params.scoring
     scale = PointsScale(sp.base_points, sp.base_probability, sp.points_to_double_odds)
-    cal = split.calibration
-    cal_margin = model.raw_margin(cal)
-    cal_points = np.clip(scale.points(model.calibrator.calibrated_margin(cal_margin)), 0, 100)
-    cal_table = threshold_table(cal_points, model.calibrator.predict(cal_margin), params.split.calibration_days / 7,
-                                deal_value=sp.deal_value, touch_cost=sp.touch_cost)
-    threshold, reason = choose_threshold(cal_table, sp, scale)
+    threshold, reason, cal_table = choose_mql_threshold(model, scale, split, params)
     scorer = LeadScorer(model, sp, threshold, reason, explain_engine=sp.explain_engine, feature_params=params.features)
     if params.data.mapping:  # batch scoring applies the same mapping to raw exports
         from leadscore.mapping import load_mapping
 
         scorer.mapping = load_mapping(params.data.mapping)
+    replay = replay_test_period(scorer, baseline, split, params, truth_at(params, split.test))
+    return write_and_log(params, data, split, leakage, model, baseline, scorer, replay, cal_table,
+                         Path(models_dir), Path(reports_dir), Path(outputs_dir), log_to_mlflow)
+
+
+def training_metrics(split, model, replay, leakage, excluded: int, data: TrainingData) -> dict:
+    """metrics.json: the replay's metrics, the split, calibration, MQLs, leakage and label completeness."""
+    metrics = {k: v for k, v in replay.metrics.items()}
+    metrics["split"] = {k: v for k, v in split.boundaries.items() if not k.endswith(("_from", "_to", "_until"))}
+    metrics["calibration"] = {k: v for k, v in model.info["calibration"].items() if k != "method"}
+    metrics["model"]["best_iteration"] = model.info["best_iteration"]
+    by_age = replay.calibration_by_age
+    metrics["calibration_by_age"] = {r.age_bucket: {"rows": int(r.rows), "observed": float(r.observed),
+                                                    "model_predicted": float(r.model_predicted),
+                                                    "model_gap": float(r.model_gap)} for r in by_age.itertuples()}
+    c = replay.mql_compare
+    metrics["mql"] = {
+        "threshold": float(c.loc[0, "threshold"]), "model_new_mqls_per_week": float(c.loc[0, "mqls_per_week"]),
+        "model_win_rate": float(c.loc[0, "win_rate"]), "baseline_new_mqls_per_week": float(c.loc[1, "mqls_per_week"]),
+        "baseline_win_rate": float(c.loc[1, "win_rate"]),
+        "baseline_same_volume_win_rate": float(c.loc[2, "win_rate"]),
+    }
+    rows = data.build.get("rows", {})
+    metrics["labels"] = {"snapshot_rows": rows.get("total"), "labelled": rows.get("labelled"),
+                         "censored": rows.get("censored"), "labels_complete_until": split.boundaries["labels_complete_until"]}
+    metrics["leakage"] = {"examined": int(len(leakage)), "excluded": excluded}
+    return metrics
+
+
+def write_and_log(params: Params, data: TrainingData, split, leakage, model, baseline, scorer, replay, cal_table,
+                  models_dir: Path, reports_dir: Path, outputs_dir: Path, log_to_mlflow: bool) -> dict:
+    """Explain the test period, write metrics, plots, tables, the report and the models; log to MLflow,
+    run the promotion gate and write the model card."""
+    import joblib
+    import matplotlib.pyplot as plt
+
+    from leadscore import backtest, drift, evaluate, explain, report
+
+    for d in (models_dir, reports_dir, outputs_dir, reports_dir / "figures"):
+        d.mkdir(parents=True, exist_ok=True)
+    sp = params.scoring
+    test, y = split.test, split.test["label"].to_numpy()
     exp = scorer.explain(test)
     scored = scorer.score(test, explanation=exp)
     additivity = np.abs(exp.base_points + exp.contributions.sum(axis=1) + exp.cap - exp.points)
-    weeks = params.split.test_days / 7
-    test_table = threshold_table(exp.points, exp.probability, weeks, y, sp.deal_value, sp.touch_cost)
+    excluded = int(leakage["excluded"].sum()) if len(leakage) else 0
+    metrics = training_metrics(split, model, replay, leakage, excluded, data)
+    scores = {"model": replay.rows["model_probability"].to_numpy(), "baseline": replay.rows["baseline_probability"].to_numpy()}
+    if "truth_probability" in replay.rows:
+        scores["truth"] = replay.rows["truth_probability"].to_numpy()
+    deciles = pd.concat([evaluate.decile_table(y, p).assign(scorer=name) for name, p in scores.items()])
     frame = scored.assign(label=y)
     band_table = (frame.groupby("band").agg(leads=("label", "size"), wins=("label", "sum"), win_rate=("label", "mean"),
                                             mean_probability=("probability", "mean")).reset_index())
     matrix = (frame.groupby(["fit_grade", "engagement_grade"]).agg(leads=("label", "size"), wins=("label", "sum"),
                                                                      win_rate=("label", "mean")).reset_index())
-    mql = scored["is_mql"].to_numpy()
-    base_pts = baseline.points(test)
-    base_mql = base_pts >= params.baseline.mql_threshold
-    same_volume = np.zeros(len(y), bool)
-    same_volume[np.argsort(-base_pts, kind="stable")[: int(mql.sum())]] = True
-    compare = pd.DataFrame([
-        {"who": f"model, {threshold:.0f} points", "mqls": int(mql.sum()), "wins": int(y[mql].sum())},
-        {"who": f"baseline, {params.baseline.mql_threshold:g} points", "mqls": int(base_mql.sum()),
-         "wins": int(y[base_mql].sum())},
-        {"who": "baseline, same volume as the model", "mqls": int(same_volume.sum()), "wins": int(y[same_volume].sum())},
-    ])
-    compare["mqls_per_week"] = compare["mqls"] / weeks
-    compare["win_rate"] = compare["wins"] / compare["mqls"].clip(lower=1)
-    metrics["mql"] = {
-        "threshold": threshold, "capacity_per_week": sp.capacity_per_week,
-        "model_mqls_per_week": float(compare.loc[0, "mqls_per_week"]), "model_win_rate": float(compare.loc[0, "win_rate"]),
-        "baseline_mqls_per_week": float(compare.loc[1, "mqls_per_week"]),
-        "baseline_win_rate": float(compare.loc[1, "win_rate"]),
-        "baseline_same_volume_win_rate": float(compare.loc[2, "win_rate"]),
-        "model_share_of_wins": float(y[mql].sum() / max(y.sum(), 1)),
-    }
-    # --- drift: the newest quarter against the training period, features and score
-    from leadscore import drift
-
     fd = drift.feature_drift(split.train, test, model.feature_names, warn=params.train.drift_warn_psi,
                              alert=params.train.drift_alert_psi)
     score_psi = drift.psi(model.predict_proba(split.train), scores["model"])
+    cal = split.calibration
     calibration_periods = drift.calibration_by_period(
         pd.concat([cal["as_of"], test["as_of"]]), np.concatenate([cal["label"].to_numpy(), y]),
         np.concatenate([model.predict_proba(cal), scores["model"]]))
@@ -200,22 +246,25 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
                         "features_warn": int((fd["status"] == "warn").sum()),
                         "features_alert": int((fd["status"] == "alert").sum()),
                         "newest_quarter_calibration_gap": float(calibration_periods["gap"].iloc[-1])}
-    metrics["leakage"] = {"examined": int(len(leakage)), "excluded": len(excluded)}
     importance = explain.global_importance(exp, scorer.features)
     shares = explain.group_shares(importance)
     metrics["explain"] = {"max_additivity_error_points": float(additivity.max()),
                           **{f"{g}_share": v for g, v in shares.items()}}
+    threshold, reason = scorer.mql_threshold, scorer.threshold_reason
 
-    # --- files: metrics, plots, tables, report, models
     (reports_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     summary = {"calibration_method": model.info["calibration"]["method"], "split": split.boundaries,
-               "mql_threshold": threshold, "mql_threshold_reason": reason}
+               "mql_threshold": threshold, "mql_threshold_reason": reason,
+               "export_at": data.build.get("export_at"), "export_at_how": data.build.get("export_at_how"),
+               "records_after_export": data.build.get("records_after_export")}
     (reports_dir / "training.json").write_text(json.dumps(summary, indent=2))
     deciles.to_csv(reports_dir / "deciles.csv", index=False)
-    test_table.to_csv(reports_dir / "threshold_table.csv", index=False)
+    replay.mql_table.to_csv(reports_dir / "threshold_table.csv", index=False)
+    cal_table.to_csv(reports_dir / "threshold_table_calibration.csv", index=False)
+    replay.calibration_by_age.to_csv(reports_dir / "calibration_by_age.csv", index=False)
     band_table.to_csv(reports_dir / "bands.csv", index=False)
     matrix.to_csv(reports_dir / "matrix.csv", index=False)
-    compare.to_csv(reports_dir / "mql_comparison.csv", index=False)
+    replay.mql_compare.to_csv(reports_dir / "mql_comparison.csv", index=False)
     importance.to_csv(reports_dir / "global_drivers.csv", index=False)
     leakage.to_csv(reports_dir / "leakage.csv", index=False)
     fd.to_csv(reports_dir / "drift.csv", index=False)
@@ -223,18 +272,24 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
     explanations = pd.concat([test[["lead_id", "as_of", "label"]].reset_index(drop=True),
                               scored.reset_index(drop=True)], axis=1)
     explanations.to_parquet(reports_dir / "explanations.parquet", index=False)
-    all_curves = {name: evaluate.curves(y, p) for name, p in scores.items() if name != "model_uncalibrated"}
+    all_curves = {name: evaluate.curves(y, p) for name, p in scores.items()}
     evaluate.write_plot_data(all_curves, reports_dir / "plots")
-    figs = {**evaluate.figures(all_curves), **explain.figures(exp, test, importance)}
+    replay.calibration_by_age.to_csv(reports_dir / "plots" / "calibration_by_age.csv", index=False)
+    figs = {**evaluate.figures(all_curves), **explain.figures(exp, test, importance),
+            "calibration_by_age": backtest.figure_calibration_by_age(replay.calibration_by_age)}
     for name, fig in figs.items():
         fig.savefig(reports_dir / "figures" / f"{name}.png", bbox_inches="tight")
+    newest = (test["as_of"] == test["as_of"].max()).to_numpy()  # the leads open at the newest replay date
+    m = metrics["model"]
     html_page = report.render_report(
-        subtitle=(f"Test quarter {split.boundaries['test_from'][:10]} to {split.boundaries['test_to'][:10]}: "
-                  f"{len(test):,} leads, model ROC AUC {metrics['model']['roc_auc']:.3f} "
-                  f"(baseline {metrics['baseline']['roc_auc']:.3f}), calibration {summary['calibration_method']}"),
+        subtitle=(f"Replay of the nightly job, {split.boundaries['test_from'][:10]} to {split.boundaries['test_to'][:10]}: "
+                  f"{len(test):,} snapshots of {test['lead_id'].nunique():,} open leads of every age; model ROC AUC "
+                  f"{m['roc_auc']:.3f} (baseline {metrics['baseline']['roc_auc']:.3f}), calibration "
+                  f"{summary['calibration_method']}"),
         points=exp.points, threshold=threshold, threshold_reason=reason, bands_cfg=sp.bands, band_table=band_table,
-        matrix=matrix, threshold_tbl=test_table, mql_compare=compare, shares=shares, figs=figs,
-        leads_json=report.lead_payload(test["lead_id"], scored.reset_index(drop=True), exp),
+        matrix=matrix, threshold_tbl=replay.mql_table, mql_compare=replay.mql_compare, shares=shares, figs=figs,
+        leads_json=report.lead_payload(test["lead_id"].to_numpy()[newest], scored[newest].reset_index(drop=True),
+                                       _rows_of(exp, newest)),
         drift_table=fd, score_psi=score_psi, calibration_periods=calibration_periods, leakage=leakage)
     report_path = outputs_dir / "report.html"
     report_path.write_text(html_page, encoding="utf-8")
@@ -243,43 +298,45 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
     joblib.dump(baseline, models_dir / "baseline.joblib")
 
     result = {"metrics": metrics, "summary": summary, "model_path": models_dir / "model.joblib",
-              "scorer_path": models_dir / "scorer.joblib", "report": report_path}
+              "scorer_path": models_dir / "scorer.joblib", "report": report_path, "replay": replay}
+    decision = None
     if log_to_mlflow:
         from leadscore import tracking
 
-        artifacts = {reports_dir / f: "tables" for f in ("deciles.csv", "threshold_table.csv", "bands.csv", "matrix.csv",
-                                                         "mql_comparison.csv", "global_drivers.csv", "leakage.csv",
-                                                         "drift.csv", "calibration_by_period.csv")}
+        artifacts = {reports_dir / f: "tables" for f in (
+            "deciles.csv", "threshold_table.csv", "threshold_table_calibration.csv", "calibration_by_age.csv",
+            "bands.csv", "matrix.csv", "mql_comparison.csv", "global_drivers.csv", "leakage.csv", "drift.csv",
+            "calibration_by_period.csv")}
         artifacts.update({reports_dir / "explanations.parquet": "explanations", report_path: "report",
                           models_dir / "baseline.joblib": "baseline"})
         logged = tracking.log_training_run(
             params=params.model_dump(by_alias=True), metrics={**metrics, "training": summary},
             scorer_path=models_dir / "scorer.joblib",
             input_example=tracking.model_input_example(test, model.feature_names), figures=figs, artifacts=artifacts,
-            tags={**tracking.lineage_tags(features_path), "calibration_method": summary["calibration_method"],
+            tags={**tracking.lineage_tags(data.features_path), "calibration_method": summary["calibration_method"],
                   "mql_threshold_reason": reason},
             experiment=params.mlflow.experiment, registered_model=params.mlflow.registered_model)
         decision = tracking.champion_challenger(
-            params.mlflow.registered_model, logged["version"], scorer, test, y, weeks, params.promotion,
-            logged["run_id"])
+            params.mlflow.registered_model, logged["version"], scorer, test, y, params.split.test_days / 7,
+            params.promotion, logged["run_id"], population_scale=split.population_scale,
+            snapshot_every_days=params.features.snapshot_every_days)
         logged["promoted"] = decision.promote
         logged["promotion_reasons"] = decision.reasons
         (reports_dir / "mlflow_run.json").write_text(json.dumps(logged, indent=2))
         result["mlflow"] = logged
-    else:
-        decision = None
     from leadscore import modelcard
 
     card = modelcard.render_model_card({
         "model": {"name": params.mlflow.registered_model, "version": result.get("mlflow", {}).get("version", "not registered"),
                   "run_id": result.get("mlflow", {}).get("run_id", "")},
         "data_window": split.boundaries, "features": scorer.model.metadata,
-        "metrics": {k: v for k, v in metrics.items() if k in ("model", "baseline", "truth")},
+        "metrics": {k: {kk: vv for kk, vv in v.items() if not isinstance(vv, dict)}
+                    for k, v in metrics.items() if k in ("model", "baseline", "truth")},
         "calibration": {"method": summary["calibration_method"], "ece": metrics["model"]["ece"],
                         "log_loss": metrics["model"]["log_loss"]},
         "leakage": leakage, "drift": {"features": fd, "score_psi": score_psi},
         "threshold": {"policy": sp.mql_policy, "points": threshold, "reason": reason,
-                      "mql_per_week": metrics["mql"]["model_mqls_per_week"], "win_rate": metrics["mql"]["model_win_rate"]},
+                      "mql_per_week": metrics["mql"]["model_new_mqls_per_week"], "win_rate": metrics["mql"]["model_win_rate"]},
         "decision": decision,
     })
     (outputs_dir / "model_card.md").write_text(card, encoding="utf-8")
@@ -290,3 +347,11 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
                                                         outputs_dir / "model_card.html": "model_card"})
     plt.close("all")
     return result
+
+
+def _rows_of(exp, mask: np.ndarray):
+    """The explanation of a subset of rows."""
+    from leadscore.scoring import Explanation
+
+    return Explanation(exp.base_points, exp.contributions[mask], exp.cap[mask], exp.points[mask],
+                       exp.probability[mask], exp.feature_names)

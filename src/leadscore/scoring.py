@@ -274,23 +274,34 @@ def threshold_table(points: np.ndarray, probability: np.ndarray, weeks: float, y
     return table
 
 
+def _rate(value) -> str:
+    return "not defined (no MQL)" if value is None or not np.isfinite(value) else f"{value:.0%}"
+
+
 def choose_threshold(table: pd.DataFrame, params: ScoringParams, scale: PointsScale) -> tuple[float, str]:
-    """The MQL threshold by the policy in params, with the reason in words."""
+    """The MQL threshold by the policy in params, with the reason in words.
+
+    ``table`` has one row per whole-point threshold with ``mqls_per_week`` (new MQLs a week in a replay of
+    the nightly job, :func:`leadscore.backtest.new_mqls`) and ``expected_win_rate``. Capacity: the lowest
+    threshold from which every higher one also stays within capacity × headroom (the replayed volume is
+    not strictly monotone at very low thresholds, where most leads were MQLs before the period began).
+    """
     if params.mql_policy == "capacity":
         limit = params.capacity_per_week * params.capacity_headroom
-        ok = table[table["mqls_per_week"] <= limit]
-        t = float(ok["threshold"].min()) if len(ok) else 100.0
+        volume = table["mqls_per_week"].to_numpy(dtype=float)
+        within = np.maximum.accumulate(volume[::-1])[::-1] <= limit
+        t = float(table["threshold"].to_numpy()[within].min()) if within.any() else 100.0
         row = table.set_index("threshold").loc[t]
         return t, (f"capacity: sales can work {params.capacity_per_week:g} MQLs a week; planning for "
                    f"{params.capacity_headroom:.0%} of that, {t:.0f} points is the lowest threshold that sends at most "
-                   f"{limit:.1f} a week ({row['mqls_per_week']:.1f} at recent volume, expected win rate "
-                   f"{row['expected_win_rate']:.0%})")
+                   f"{limit:.1f} new MQLs a week in a replay of the nightly job over the calibration period "
+                   f"({row['mqls_per_week']:.1f} a week, expected win rate {_rate(row['expected_win_rate'])})")
     if params.mql_policy == "min_conversion":
         ok = table[table["expected_win_rate"] >= params.min_conversion]
         t = float(ok["threshold"].min()) if len(ok) else 100.0
         row = table.set_index("threshold").loc[t]
         return t, (f"min_conversion: {t:.0f} points is the lowest threshold whose MQLs are expected to win at least "
-                   f"{params.min_conversion:.0%} ({row['expected_win_rate']:.0%}, {row['mqls_per_week']:.1f} MQLs a week)")
+                   f"{params.min_conversion:.0%} ({_rate(row['expected_win_rate'])}, {row['mqls_per_week']:.1f} MQLs a week)")
     breakeven = params.touch_cost / params.deal_value
     t = float(np.clip(np.ceil(scale.points(math.log(breakeven / (1 - breakeven)))), 0, 100))
     return t, (f"expected_value: working a lead pays when its win probability exceeds touch cost / deal value = "

@@ -152,8 +152,11 @@ def load_registered(model_uri: str):
     return mlflow.pyfunc.load_model(model_uri)
 
 
-def holdout_metrics(scorer, X: pd.DataFrame, y, weeks: float) -> dict:
-    """What the promotion gate compares, for one scorer on the holdout (at its own MQL threshold)."""
+def holdout_metrics(scorer, X: pd.DataFrame, y, weeks: float, population_scale: float = 1.0,
+                    snapshot_every_days: float = 7.0) -> dict:
+    """What the promotion gate compares, for one scorer on the holdout (at its own MQL threshold). When
+    ``X`` holds snapshot rows (``lead_id``, ``as_of``), MQLs are the replay's *new* MQLs per week
+    (:func:`leadscore.backtest.new_mqls`); otherwise rows over the threshold per ``weeks``."""
     import numpy as np
 
     from leadscore.evaluate import expected_calibration_error
@@ -162,14 +165,21 @@ def holdout_metrics(scorer, X: pd.DataFrame, y, weeks: float) -> dict:
     y = np.asarray(y)
     p = scorer.model.predict_proba(X)
     _, points = scorer.points_only(X)
+    out = {"roc_auc": float(roc_auc_score(y, p)), "log_loss": float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])),
+           "ece": expected_calibration_error(y, p)}
+    if {"lead_id", "as_of"} <= set(X.columns):
+        from leadscore.backtest import new_mqls
+
+        row = new_mqls(X["lead_id"].to_numpy(), X["as_of"].to_numpy(), points, y, [scorer.mql_threshold], p,
+                       population_scale, snapshot_every_days).iloc[0]
+        return {**out, "mql_win_rate": float(row["observed_win_rate"]), "mql_per_week": float(row["mqls_per_week"])}
     mql = points >= scorer.mql_threshold
-    return {"roc_auc": float(roc_auc_score(y, p)), "log_loss": float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])),
-            "ece": expected_calibration_error(y, p), "mql_win_rate": float(y[mql].mean()) if mql.any() else float("nan"),
+    return {**out, "mql_win_rate": float(y[mql].mean()) if mql.any() else float("nan"),
             "mql_per_week": float(mql.sum() / weeks)}
 
 
 def champion_challenger(name: str, version: str, scorer, X: pd.DataFrame, y, weeks: float, gate_params: dict,
-                        run_id: str):
+                        run_id: str, population_scale: float = 1.0, snapshot_every_days: float = 7.0):
     """Compare the new challenger with the current champion on the same holdout; move the champion
     alias when the gate passes; log the decision in the run. Returns the registry Decision."""
     import mlflow
@@ -179,7 +189,7 @@ def champion_challenger(name: str, version: str, scorer, X: pd.DataFrame, y, wee
     mlflow.set_tracking_uri(tracking_uri())
     client = mlflow.MlflowClient()
     gate = registry.PromotionGate(**gate_params)
-    challenger = holdout_metrics(scorer, X, y, weeks)
+    challenger = holdout_metrics(scorer, X, y, weeks, population_scale, snapshot_every_days)
     champion_version = registry.get_alias_version(client, name, "champion")
     champion = None
     if champion_version is not None:
@@ -192,7 +202,7 @@ def champion_challenger(name: str, version: str, scorer, X: pd.DataFrame, y, wee
                                          pd.DataFrame())
             _log_decision(client, run_id, decision, champion_version)
             return decision
-        champion = holdout_metrics(champ, X, y, weeks)
+        champion = holdout_metrics(champ, X, y, weeks, population_scale, snapshot_every_days)
     decision = registry.compare(champion, challenger, gate)
     if decision.promote:
         registry.set_champion(client, name, version, "; ".join(decision.reasons))

@@ -14,11 +14,12 @@ from leadscore.config import FeatureParams
 from leadscore.features import build_features, feature_specs, load_feature_table
 from leadscore.vocabulary import EVENT_TYPE_NAMES
 
-PARAMS = FeatureParams(snapshot_days=30, label_horizon_days=60, windows_days=(7, 30), half_life_days=14,
-                       stakeholder_window_days=30, competitor_domains=("rival.io",),
-                       content_value={"case-study": 3, "blog": 1}, export_at="2025-12-31")
+# Snapshot dates every 7 days back from 2025-12-26 (the export day): 2025-01-31 is one of them.
+PARAMS = FeatureParams(snapshot_every_days=7, max_age_days=365, label_horizon_days=60, windows_days=(7, 30),
+                       half_life_days=14, stakeholder_window_days=30, competitor_domains=("rival.io",),
+                       content_value={"case-study": 3, "blog": 1}, export_at="2025-12-26T12:00:00")
 T0 = pd.Timestamp("2025-01-01")
-AS_OF = T0 + pd.Timedelta(days=30)  # L1's snapshot
+AS_OF = T0 + pd.Timedelta(days=30)  # a snapshot date: L1 is 30 days old
 
 
 def _hand_made(tmp_path):
@@ -60,16 +61,21 @@ def _hand_made(tmp_path):
     return build
 
 
+def _at(build, as_of=AS_OF):
+    f = pd.read_parquet(build.features)
+    return f[f["as_of"] == as_of].set_index("lead_id")
+
+
 def test_hand_computed_features_of_one_lead(tmp_path):
     build = _hand_made(tmp_path)
-    f = pd.read_parquet(build.features).set_index("lead_id")
-    l1 = f.loc["L1"]
+    l1 = _at(build).loc["L1"]
     assert l1["as_of"] == AS_OF and l1["label"] == 1  # won 20 days after the snapshot, inside 60
     assert (l1["pricing_page_7d"], l1["pricing_page_30d"]) == (2, 3)
     assert l1["quote_form_30d"] == 0
     expected_decay = sum(2 ** (-a / 14) for a in (1, 3, 10))
     assert l1["pricing_page_decayed"] == pytest.approx(expected_decay, abs=1e-6)
     assert l1["days_since_last_activity"] == pytest.approx(1)
+    assert l1["lead_age_days"] == pytest.approx(30)
     assert l1["days_since_first_touch"] == pytest.approx(40)
     assert l1["days_first_touch_to_late_funnel"] == pytest.approx(30)
     assert l1["active_days_30d"] == 5  # days ago 1, 3, 10, 20, 25 (20.5 falls on day 20)
@@ -84,20 +90,77 @@ def test_hand_computed_features_of_one_lead(tmp_path):
 
 
 def test_fit_parsing_and_unknowns(tmp_path):
-    f = pd.read_parquet(_hand_made(tmp_path).features).set_index("lead_id")
-    l4 = f.loc["L4"]
+    l4 = _at(_hand_made(tmp_path)).loc["L4"]
     assert (l4["seniority"], l4["email_domain_type"], l4["company_size"]) == ("unknown", "competitor", "1-10")
     assert l4["label"] == 0  # won, but 170 days after the snapshot: outside the horizon
     assert l4["pricing_page_30d"] == 0 and math.isnan(l4["days_since_last_activity"])
 
 
-def test_leads_without_an_honest_example_are_listed_with_the_reason(tmp_path):
+def test_every_open_lead_has_a_row_at_every_snapshot_date_of_its_life(tmp_path):
     build = _hand_made(tmp_path)
+    f = pd.read_parquet(build.features)
+    dates = lambda lead: list(f.loc[f["lead_id"] == lead, "as_of"])  # noqa: E731
+    # L1: created T0, won T0+50: open at the dates T0+2, +9, …, +44 (T0+51 is after the win)
+    assert dates("L1") == [T0 + pd.Timedelta(days=d) for d in (2, 9, 16, 23, 30, 37, 44)]
+    assert dates("L2") == [T0 + pd.Timedelta(days=d) for d in (-19, -12, -5, 2)]  # lost at T0+5
+    # L4: won at T0+200; rows until then, age capped at max_age_days
+    assert max(dates("L4")) == T0 + pd.Timedelta(days=198)
+    l1 = f[f["lead_id"] == "L1"].set_index("as_of")
+    assert list(l1["label"]) == [1] * 7  # won within 60 days of each of them
+    assert list(l1["lead_age_days"]) == [2, 9, 16, 23, 30, 37, 44]
+
+
+def test_a_label_is_known_only_when_its_whole_window_is_before_the_export(tmp_path):
+    build = _hand_made(tmp_path)
+    f = pd.read_parquet(build.features)
+    export = pd.Timestamp(PARAMS.export_at)
+    window_over = f["as_of"] + pd.Timedelta(days=PARAMS.label_horizon_days) <= export
+    assert f.loc[window_over, "label"].notna().all() and f.loc[~window_over, "label"].isna().all()
+    assert f.loc[f["lead_id"] == "L5", "label"].isna().all()  # created 2025-12-20: censored, not dropped
+    meta = json.loads(build.metadata.read_text())
+    assert meta["rows"]["censored"] == int((~window_over).sum()) and meta["rows"]["total"] == len(f)
+
+
+def test_leads_without_a_row_are_listed_with_the_reason(tmp_path):
+    _hand_made(tmp_path)
+    leads = pd.read_parquet(tmp_path / "leads.parquet")
+    extra = leads.iloc[[2, 2, 2]].assign(
+        lead_id=["Q1", "Q2", "Q3"],
+        created_at=[T0 + pd.Timedelta(days=3), pd.Timestamp("2025-12-26T06:00"), pd.Timestamp("2026-01-05")],
+        outcome=["lost", "open", "open"], outcome_at=[T0 + pd.Timedelta(days=5), pd.NaT, pd.NaT])
+    pd.concat([leads, extra]).to_parquet(tmp_path / "leads2.parquet")
+    build = build_features(tmp_path / "leads2.parquet", tmp_path / "events.parquet", tmp_path / "o2", PARAMS)
     excl = pd.read_csv(build.exclusions).set_index("lead_id")["reason"]
-    assert "decided at or before the snapshot" in excl["L2"]  # lost 25 days after creation
-    assert "decided at or before the snapshot" in excl["L3"]
-    assert "younger than snapshot_days" in excl["L5"]
-    assert build.leads_in == 5 and build.rows + build.excluded == 5
+    assert "decided before its first snapshot date" in excl["Q1"]
+    assert "created after the newest snapshot date" in excl["Q2"]
+    assert "created at or after the export moment" in excl["Q3"]
+    assert set(excl.index) == {"Q1", "Q2", "Q3"}
+    assert build.leads_in == 8 and build.leads_with_rows + build.excluded == 8
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flip=st.lists(st.booleans(), min_size=5, max_size=5),
+       later=st.lists(st.floats(0, 300), min_size=5, max_size=5), won=st.lists(st.booleans(), min_size=5, max_size=5))
+def test_which_rows_are_labelled_never_depends_on_an_outcome(tmp_path_factory, flip, later, won):
+    """Flipping won and lost, or deciding open leads after the export, changes no labelled row's
+    existence or features: the selection depends on the dates only."""
+    tmp = tmp_path_factory.mktemp("sel")
+    base = _hand_made(tmp)
+    leads = pd.read_parquet(tmp / "leads.parquet")
+    f = np.array(flip)
+    leads.loc[f & leads["outcome"].isin(["won", "lost"]).to_numpy(), "outcome"] = leads["outcome"].map(
+        {"won": "lost", "lost": "won", "open": "open"})
+    still_open = (leads["outcome"] == "open").to_numpy()
+    leads.loc[still_open, "outcome_at"] = (pd.Timestamp(PARAMS.export_at) + pd.to_timedelta(np.round(np.array(later)[still_open] * 86400), unit="s")).as_unit("us")
+    leads.loc[still_open, "outcome"] = np.where(np.array(won)[still_open], "won", "lost")
+    leads.to_parquet(tmp / "leads2.parquet")
+    other = build_features(tmp / "leads2.parquet", tmp / "events.parquet", tmp / "o", PARAMS,
+                           priority_path=tmp / "priority.csv")
+    a, b = pd.read_parquet(base.features), pd.read_parquet(other.features)
+    key = ["lead_id", "as_of"]
+    pd.testing.assert_frame_equal(a.loc[a["label"].notna()].drop(columns="label").reset_index(drop=True),
+                                  b.loc[b["label"].notna()].drop(columns="label").reset_index(drop=True))
+    assert a[key].equals(b[key])
 
 
 def test_metadata_describes_every_feature_with_group_and_sentence(tmp_path):
@@ -119,12 +182,56 @@ def test_scoring_mode_uses_one_as_of_and_has_no_label(tmp_path):
                            as_of="2025-01-15")
     f = pd.read_parquet(build.features)
     assert (f["as_of"] == pd.Timestamp("2025-01-15")).all() and f["label"].isna().all()
+    assert f["lead_id"].is_unique
     assert set(pd.read_csv(build.exclusions)["lead_id"]) == {"L5"}  # created after as_of
+
+
+def test_a_lead_created_exactly_at_as_of_is_not_scored(tmp_path):
+    _hand_made(tmp_path)
+    build = build_features(tmp_path / "leads.parquet", tmp_path / "events.parquet", tmp_path / "edge", PARAMS,
+                           as_of=T0)
+    assert set(pd.read_parquet(build.features)["lead_id"]) == {"L2"}
+    assert {"L1", "L3", "L4"} <= set(pd.read_csv(build.exclusions)["lead_id"])
+
+
+def test_one_stray_future_timestamp_cannot_move_the_export_moment(tmp_path):
+    _hand_made(tmp_path)
+    events = pd.read_parquet(tmp_path / "events.parquet")
+    leads = pd.read_parquet(tmp_path / "leads.parquet")
+    busy = pd.DataFrame({"lead_id": "L1", "timestamp": pd.date_range("2025-01-01", "2025-12-01", freq="6h"),
+                         "event_type": "web_visit", "asset": None, "percent_watched": None})
+    stray = busy.iloc[[0]].assign(timestamp=pd.Timestamp("2027-03-01"))
+    fp = PARAMS.model_copy(update={"export_at": None})
+    pd.concat([events, busy]).to_parquet(tmp_path / "clean.parquet")
+    pd.concat([events, busy, stray]).to_parquet(tmp_path / "stray.parquet")
+    clean = build_features(tmp_path / "leads.parquet", tmp_path / "clean.parquet", tmp_path / "c", fp)
+    dirty = build_features(tmp_path / "leads.parquet", tmp_path / "stray.parquet", tmp_path / "d", fp)
+    assert clean.export_at == dirty.export_at
+    newest = max(busy["timestamp"].max(), leads["outcome_at"].max(), leads["created_at"].max())
+    assert clean.export_at == newest + pd.Timedelta(seconds=1)
+    assert dirty.records_after_export["events.timestamp"] == 1 and dirty.export.stray_records == 1
+    assert json.loads(dirty.metadata.read_text())["records_after_export"]["events.timestamp"] == 1
+    pd.testing.assert_frame_equal(pd.read_parquet(clean.features), pd.read_parquet(dirty.features))
+
+
+def test_export_moment_keeps_a_real_recent_surge_and_honours_params():
+    from leadscore.features import export_moment
+
+    days = pd.date_range("2025-01-01", "2025-06-30", freq="D")
+    daily = pd.DataFrame({"day": days.astype(str), "n": 100, "newest": (days + pd.Timedelta(hours=20)).astype(str)})
+    assert export_moment(daily).at == pd.Timestamp("2025-06-30T20:00:01")
+    # a quiet month, then the newest week busier than ever: real data, not stray records
+    gap = pd.concat([daily.iloc[:100], daily.iloc[-7:].assign(n=5000)])
+    assert export_moment(gap).at == pd.Timestamp("2025-06-30T20:00:01")
+    stray = pd.concat([daily, pd.DataFrame({"day": ["2026-06-01"], "n": [3], "newest": ["2026-06-01 10:00:00"]})])
+    m = export_moment(stray)
+    assert m.at == pd.Timestamp("2025-06-30T20:00:01") and m.stray_records == 3
+    assert export_moment(stray, "2026-07-01T00:00:00+02:00").at == pd.Timestamp("2026-06-30T22:00:00")
 
 
 # ----------------------------------------------------------------------------- properties
 def _features(build):
-    return pd.read_parquet(build.features).drop(columns=["label"]).set_index("lead_id").sort_index()
+    return pd.read_parquet(build.features).drop(columns=["label"]).set_index(["lead_id", "as_of"]).sort_index()
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +240,12 @@ def base(pipeline_data):
     leads = pd.read_parquet(tmp / "validated" / "leads.parquet")
     events = pd.read_parquet(tmp / "validated" / "events.parquet")
     feats = pd.read_parquet(pipeline_data["build"].features)
-    as_of = leads["created_at"] + pd.Timedelta(days=params.features.snapshot_days)
+    # The property test moves the export to 2030: the snapshot dates are those of that export.
+    far = build_features(tmp / "validated" / "leads.parquet", tmp / "validated" / "events.parquet", tmp / "far",
+                         params.features.model_copy(update={"export_at": "2030-01-01"}),
+                         priority_path=tmp / "validated" / "priority_accounts.parquet")
+    latest = pd.read_parquet(far.features).groupby("lead_id")["as_of"].max()
+    as_of = leads["lead_id"].map(latest).fillna(leads["created_at"])
     # An event of lead M may feed a colleague's account features: "the future" for M is after the
     # latest snapshot of anyone at M's account.
     account_as_of = as_of.groupby(leads["account_id"].fillna(leads["lead_id"])).transform("max")
@@ -169,7 +281,7 @@ def test_events_at_or_after_as_of_and_outcomes_change_no_feature(base, tmp_path_
     pd.testing.assert_frame_equal(_features(build), _features(base_build))
     labels = pd.read_parquet(build.features).set_index("lead_id")["label"]
     flipped_won = set(leads.loc[flip & (leads["outcome"] == "lost"), "lead_id"]) & set(labels.index)
-    assert (labels.loc[sorted(flipped_won)] == 0).all()
+    assert (labels.loc[sorted(flipped_won)].dropna() == 0).all()
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -199,8 +311,8 @@ def test_an_event_just_before_as_of_does_change_features(base, tmp_path):
     pd.concat([base["events"], extra], ignore_index=True).to_parquet(tmp_path / "events.parquet")
     b = build_features(base["tmp"] / "validated" / "leads.parquet", tmp_path / "events.parquet", tmp_path / "o",
                        base["params"].features, priority_path=base["tmp"] / "validated" / "priority_accounts.parquet")
-    before = base["feats"].set_index("lead_id").loc[lead]
-    after = pd.read_parquet(b.features).set_index("lead_id").loc[lead]
+    before = base["feats"].set_index(["lead_id", "as_of"]).loc[(lead, as_of)]
+    after = pd.read_parquet(b.features).set_index(["lead_id", "as_of"]).loc[(lead, as_of)]
     assert after["demo_request_7d"] == before["demo_request_7d"] + 1
     assert after["days_since_last_activity"] == pytest.approx(1 / 86400, abs=1e-3)
 
@@ -217,7 +329,7 @@ def test_feature_table_loads_with_categories_for_models(pipeline_data):
     df, meta = load_feature_table(pipeline_data["build"].features)
     cats = [m["name"] for m in meta if m["kind"] == "categorical"]
     assert cats and all(isinstance(df[c].dtype, pd.CategoricalDtype) for c in cats)
-    assert df["label"].isin([0, 1]).all() and df["lead_id"].is_unique
+    assert df["label"].dropna().isin([0, 1]).all() and not df.duplicated(["lead_id", "as_of"]).any()
 
 
 def test_a_colleague_created_after_as_of_never_counts_even_with_backfilled_history(tmp_path):
@@ -233,7 +345,7 @@ def test_a_colleague_created_after_as_of_never_counts_even_with_backfilled_histo
     pd.concat([events, backfill]).to_parquet(tmp_path / "events.parquet")
     build = build_features(tmp_path / "leads.parquet", tmp_path / "events.parquet", tmp_path / "out2", PARAMS,
                            priority_path=tmp_path / "priority.csv")
-    l1 = pd.read_parquet(build.features).set_index("lead_id").loc["L1"]
+    l1 = _at(build).loc["L1"]
     assert l1["account_engaged_stakeholders_30d"] == 1 and l1["account_known_leads"] == 1
 
 
@@ -255,7 +367,7 @@ def test_an_event_exactly_a_window_old_counts_in_every_windowed_feature(tmp_path
                          "event_type": ["demo_request"], "asset": [None], "percent_watched": [None]})
     pd.concat([events, edge]).to_parquet(tmp_path / "events2.parquet")
     b = build_features(tmp_path / "leads.parquet", tmp_path / "events2.parquet", tmp_path / "b", PARAMS)
-    l1 = pd.read_parquet(b.features).set_index("lead_id").loc["L1"]
+    l1 = _at(b).loc["L1"]
     assert l1["demo_request_30d"] == 1 and l1["active_days_30d"] == 6
 
 

@@ -96,8 +96,14 @@ def features(
     params = load_params(params_file)
     with console.status("building features in DuckDB"):
         build = run_features(params, validated, out, as_of=as_of)
-    console.print(f"{build.leads_in:,} leads: {build.rows:,} feature rows, {build.excluded:,} excluded "
-                  f"(reasons in {build.exclusions}); export taken at {build.export_at}")
+    console.print(f"{build.leads_in:,} leads: {build.rows:,} feature rows of {build.leads_with_rows:,} leads, "
+                  f"{build.excluded:,} leads without a row (reasons in {build.exclusions}); export taken at "
+                  f"{build.export_at} ({build.export.how if build.export else 'params'})")
+    future = {k: v for k, v in (build.records_after_export or {}).items() if v}
+    if future:
+        console.print(f"[yellow]warning:[/] records dated after the export moment, set aside: "
+                      + ", ".join(f"{v:,} {k}" for k, v in future.items())
+                      + " — set features.export_at if the export was taken later")
 
 
 @app.command()

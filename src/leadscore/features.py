@@ -399,9 +399,9 @@ def export_moment(daily: pd.DataFrame, configured: str | None = None) -> ExportM
         return ExportMoment(to_utc_naive(configured), "params", 0)
     if daily.empty:
         raise ValueError("no timestamps in the leads or events: set features.export_at")
-    days = pd.to_datetime(daily["day"]).to_numpy()
+    days = pd.to_datetime(daily["day"], format="ISO8601").to_numpy()
     n = daily["n"].to_numpy(dtype=float)
-    newest = pd.to_datetime(daily["newest"])
+    newest = pd.to_datetime(daily["newest"], format="ISO8601")
     total = n.sum()
     gaps = np.diff(days).astype("timedelta64[s]").astype(float) / 86400.0
     typical = float(np.median(gaps)) if len(gaps) else 0.0

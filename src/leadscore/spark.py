@@ -3,7 +3,7 @@
 **One definition of every feature.** :func:`leadscore.features.input_sql` and
 :func:`leadscore.features.feature_sql` give the SQL statements DuckDB runs; here each one is parsed by
 SQLGlot (DuckDB dialect), given the few rewrites below and generated as Spark SQL, then run over temp views
-with the names the statements read (``_leads``, ``_events``, ``_priority``, ``_snap_all``, ``_snap``,
+with the names the statements read (``_leads``, ``_events``, ``_priority``, ``_lead_keys``, ``_snap``, ``_exclusions``,
 ``_behavior``, ``_account``). Nothing of the feature logic is written a second time.
 
 **Rewrites** where SQLGlot's plain translation would not compute what DuckDB computes (see
@@ -253,13 +253,16 @@ def spark_features(spark, leads_path, events_path, params: FeatureParams, priori
 
     for step in inputs:
         run(step.name, step.sql).createOrReplaceTempView(step.name)
-    if params.export_at:
-        export_at = features.to_utc_naive(params.export_at)
-    else:  # the same statement as DuckDB's, read back as text (no driver time-zone conversion)
-        newest = run("export_at", features.EXPORT_AT_SQL).toDF("t")
-        export_at = pd.Timestamp(newest.selectExpr("CAST(t AS STRING)").first()[0])
+    # The same statements as DuckDB's, read back as text (no driver time-zone conversion).
+    daily = pd.DataFrame([r.asDict() for r in run("daily_records", features.DAILY_RECORDS_SQL).collect()],
+                         columns=["day", "n", "newest"])
+    export_at = features.export_moment(daily, params.export_at).at
     as_of_ts = features.to_utc_naive(as_of) if as_of is not None else None
-    steps = features.feature_sql(params, as_of_ts, export_at, extra)
+    grid = None
+    if as_of_ts is None:
+        first = run("first_created", features.FIRST_CREATED_SQL).first()[0]
+        grid = features.snapshot_grid(params, export_at, pd.Timestamp(first)) if first is not None else []
+    steps = features.feature_sql(params, as_of_ts, export_at, extra, grid)
     for step in steps[:-1]:
         run(step.name, step.sql).createOrReplaceTempView(step.name)
     table = run(steps[-1].name, steps[-1].sql)
@@ -335,7 +338,7 @@ def score_spark(spark, scorer, features_df, engine: str | None = None):
 
 # ----------------------------------------------------------------------------- the batch job
 # The temp views a feature build registers: its inputs and every step.
-FEATURE_VIEWS = ("_leads_src", "_events_src", "_priority_src", "_leads", "_events", "_priority", "_snap_all", "_snap",
+FEATURE_VIEWS = ("_leads_src", "_events_src", "_priority_src", "_leads", "_events", "_priority", "_lead_keys", "_snap", "_exclusions",
                  "_behavior", "_account")
 
 

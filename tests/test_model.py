@@ -12,29 +12,61 @@ from leadscore.evaluate import decile_table, expected_calibration_error, top_sha
 from leadscore.model import MarginCalibrator, choose_calibration, time_split
 
 
-@settings(max_examples=30, deadline=None)
-@given(days=st.lists(st.integers(0, 900), min_size=200, max_size=400), seed=st.integers(0, 1000),
-       test_days=st.integers(30, 120), cal_days=st.integers(30, 120))
-def test_splits_never_put_a_later_snapshot_before_an_earlier_one(days, seed, test_days, cal_days):
-    rng = np.random.default_rng(seed)
-    df = pd.DataFrame({"lead_id": [f"L{i}" for i in range(len(days))],
-                       "as_of": pd.Timestamp("2024-01-01") + pd.to_timedelta(days, unit="D"),
-                       "label": rng.integers(0, 2, len(days))})
+def _snapshots(rng, n_leads=300, dates=60):
+    """Weekly snapshot rows of leads of random lifetimes, some labels censored (NaN)."""
+    start = pd.Timestamp("2024-01-01")
+    rows = []
+    for i in range(n_leads):
+        first = rng.integers(0, dates)
+        life = rng.integers(1, 30)
+        for k in range(first, min(first + life, dates)):
+            rows.append((f"L{i}", start + pd.Timedelta(days=7 * int(k)), float(rng.integers(0, 2))))
+    df = pd.DataFrame(rows, columns=["lead_id", "as_of", "label"])
+    df.loc[df["as_of"] > start + pd.Timedelta(days=7 * (dates - 8)), "label"] = np.nan
+    return df
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 1000), test_days=st.integers(30, 120), cal_days=st.integers(30, 120),
+       holdout=st.floats(0.2, 0.8))
+def test_splits_are_by_time_and_by_lead_and_use_labelled_rows_only(seed, test_days, cal_days, holdout):
+    df = _snapshots(np.random.default_rng(seed))
+    params = SplitParams(test_days=test_days, calibration_days=cal_days, validation_share=0.2, holdout_share=holdout)
     try:
-        s = time_split(df, SplitParams(test_days=test_days, calibration_days=cal_days, validation_share=0.2))
+        s = time_split(df, params, seed)
     except ValueError:
         return  # too little data in a period: refused, with a message
-    assert s.train["as_of"].max() <= s.valid["as_of"].min()
-    assert s.valid["as_of"].max() < s.calibration["as_of"].min()
+    assert max(s.train["as_of"].max(), s.valid["as_of"].max()) < s.calibration["as_of"].min()
     assert s.calibration["as_of"].max() < s.test["as_of"].min()
-    assert len(s.train) + len(s.valid) + len(s.calibration) + len(s.test) == len(df)
     assert s.test["as_of"].max() - s.test["as_of"].min() < pd.Timedelta(days=test_days)
+    training_leads = set(s.train["lead_id"]) | set(s.valid["lead_id"])
+    assert not training_leads & (set(s.calibration["lead_id"]) | set(s.test["lead_id"]))
+    assert not set(s.train["lead_id"]) & set(s.valid["lead_id"])
+    for part in (s.train, s.valid, s.calibration, s.test):
+        assert part["label"].notna().all()
+    # each lead's training rows weigh 1 in total
+    assert np.allclose(s.train.groupby("lead_id")["weight"].sum(), 1.0)
+    # the test period is every labelled row of the holdout leads in it: nothing selected by outcome
+    newest = df[df["label"].notna() & (df["as_of"] >= s.test["as_of"].min())]
+    held = newest[newest["lead_id"].isin(s.test["lead_id"]) | ~newest["lead_id"].isin(training_leads | set(s.calibration["lead_id"]))]
+    assert len(s.test) <= len(newest)
+    assert set(map(tuple, s.test[["lead_id", "as_of"]].to_numpy())) <= set(map(tuple, held[["lead_id", "as_of"]].to_numpy()))
+
+
+def test_flipping_labels_changes_no_row_of_any_part():
+    df = _snapshots(np.random.default_rng(3))
+    flipped = df.assign(label=1 - df["label"])
+    a, b = time_split(df, SplitParams(), 0), time_split(flipped, SplitParams(), 0)
+    for x, y in ((a.train, b.train), (a.valid, b.valid), (a.calibration, b.calibration), (a.test, b.test)):
+        assert x[["lead_id", "as_of"]].equals(y[["lead_id", "as_of"]])
 
 
 def test_split_refuses_too_little_history_with_a_reason():
     df = pd.DataFrame({"lead_id": ["a", "b"], "as_of": pd.to_datetime(["2025-01-01", "2025-01-02"]), "label": [0, 1]})
     with pytest.raises(ValueError, match="split.test_days"):
         time_split(df, SplitParams())
+    with pytest.raises(ValueError, match="label_horizon_days"):
+        time_split(df.assign(label=np.nan), SplitParams())
 
 
 def _miscalibrated(n=6000, seed=0):
@@ -74,7 +106,16 @@ def test_sigmoid_calibration_is_a_straight_line_in_log_odds():
 def test_expected_calibration_error_by_hand():
     y = np.array([0, 0, 1, 1])
     p = np.array([0.05, 0.05, 0.95, 0.55])  # bins 0, 0, 9, 5
-    assert expected_calibration_error(y, p) == pytest.approx((2 * 0.05 + 0.05 + 0.45) / 4)
+    assert expected_calibration_error(y, p) == pytest.approx((2 * 0.05 + 0.05 + 0.45) / 4)  # one row a bin
+
+
+def test_ece_bins_hold_equal_numbers_of_leads():
+    # all predictions under 10%: equal-width bins would put every lead in one bin and see 0.0
+    p = np.array([0.02] * 5 + [0.08] * 5)
+    y = np.array([0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+    # bin of the five 0.02s: gap |0.10 - 0|; bin of the five 0.08s: |0.40 - 1|
+    assert expected_calibration_error(y, p, bins=2) == pytest.approx((0.10 + 0.60) / 10)
+    assert expected_calibration_error(y[::-1], p[::-1], bins=2) == pytest.approx((0.10 + 0.60) / 10)
 
 
 def test_lift_capture_and_deciles():

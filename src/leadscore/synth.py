@@ -72,6 +72,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.special import log_expit, ndtr
+from threadpoolctl import threadpool_limits
 
 from leadscore.config import SynthParams
 from leadscore.vocabulary import (
@@ -648,30 +649,31 @@ def true_probability(truth_dir: str | Path, snapshots: pd.DataFrame, horizon_day
     order = np.argsort(k_first, kind="stable")
     cuts = np.flatnonzero(np.diff(k_first[order])) + 1
     res = np.empty(rows.size)
-    for grp in np.split(order, cuts):
-        z = (k_first[grp[0]] + np.arange(n_z)) * h
-        zc = np.clip(z, zlo, zhi)
-        e = 1.0 - (k0 - k1 * zc)  # 1 - kappa(zc)
-        e = np.where(np.abs(e) < 1e-9, 1e-9, e)
-        comp = (rate[:, None] * np.exp(beta[:, None] * zc[None, :])).sum(axis=0) * c / e
-        ya, yd = att[0] * zc + att[1], dl[0] * zc + dl[1]
-        la, ld = log_expit(ya), log_expit(yd)
-        # Terms linear in the row statistics: one matrix product. The prior's -mu^2 / (2 sigma^2) is
-        # constant per row and cancels.
-        table = np.stack([zc, la, la - ya, ld, ld - yd, z / sigma**2, -0.5 * (z / sigma) ** 2])
-        p, loc = _sigmoid(z), _won_loc(zc, M)
-        for b in range(0, grp.size, block_rows):
-            r = grp[b:b + block_rows]
-            X = np.column_stack([S[r], mu[r], np.ones(r.size)])
-            ll = X @ table - comp * np.expm1(e * g[r, None])
-            ll -= ll.max(axis=1, keepdims=True)
-            w = np.exp(ll, out=ll)
-            wp = w * p
-            s_now = ndtr((loc - log_age[r, None]) / w_spread)
-            s_then = ndtr((loc - log_h[r, None]) / w_spread)
-            won_now = np.einsum("ij,ij->i", wp, s_now)
-            num = won_now - np.einsum("ij,ij->i", wp, s_then)
-            den = won_now + still_lost[r] * (w @ (1 - p))
-            res[r] = num / den
+    with threadpool_limits(1):  # small matrix products: BLAS threads would only contend
+        for grp in np.split(order, cuts):
+            z = (k_first[grp[0]] + np.arange(n_z)) * h
+            zc = np.clip(z, zlo, zhi)
+            e = 1.0 - (k0 - k1 * zc)  # 1 - kappa(zc)
+            e = np.where(np.abs(e) < 1e-9, 1e-9, e)
+            comp = (rate[:, None] * np.exp(beta[:, None] * zc[None, :])).sum(axis=0) * c / e
+            ya, yd = att[0] * zc + att[1], dl[0] * zc + dl[1]
+            la, ld = log_expit(ya), log_expit(yd)
+            # Terms linear in the row statistics: one matrix product. The prior's -mu^2 / (2 sigma^2) is
+            # constant per row and cancels.
+            table = np.stack([zc, la, la - ya, ld, ld - yd, z / sigma**2, -0.5 * (z / sigma) ** 2])
+            p, loc = _sigmoid(z), _won_loc(zc, M)
+            for b in range(0, grp.size, block_rows):
+                r = grp[b:b + block_rows]
+                X = np.column_stack([S[r], mu[r], np.ones(r.size)])
+                ll = X @ table - comp * np.expm1(e * g[r, None])
+                ll -= ll.max(axis=1, keepdims=True)
+                w = np.exp(ll, out=ll)
+                wp = w * p
+                s_now = ndtr((loc - log_age[r, None]) / w_spread)
+                s_then = ndtr((loc - log_h[r, None]) / w_spread)
+                won_now = np.einsum("ij,ij->i", wp, s_now)
+                num = won_now - np.einsum("ij,ij->i", wp, s_then)
+                den = won_now + still_lost[r] * (w @ (1 - p))
+                res[r] = num / den
     out[rows] = res
     return out

@@ -579,8 +579,35 @@ def _seconds(values) -> np.ndarray:
     return ts.to_numpy(dtype="datetime64[s]").astype(np.int64)
 
 
+def _row_statistics(events_path: Path, lo: int, hi: int, lead: np.ndarray, as_of: np.ndarray,
+                    created: np.ndarray, M: dict) -> np.ndarray:
+    """Sufficient statistics (Q and four mark counts; shape (rows, 5)) of each row's events: those of its
+    lead (index in [lo, hi)) strictly before its as_of, from cumulative sums over the leads' time-ordered
+    pre-decision events."""
+    _, beta, _, k1, c = _stage_arrays(M)
+    E = pq.read_table(events_path, filters=[("lead", ">=", lo), ("lead", "<", hi)])
+    need = np.zeros(hi - lo, dtype=bool)
+    need[lead - lo] = True
+    ev_lead = E.column("lead").to_numpy().astype(np.int64)
+    keep = need[ev_lead - lo]
+    ev_lead, ev_t = ev_lead[keep], E.column("t").to_numpy()[keep]
+    stage, mark = E.column("stage").to_numpy()[keep].astype(np.int64), E.column("mark").to_numpy()[keep]
+    del E
+    stats = np.zeros((ev_lead.size + 1, 5))
+    ev_age = (ev_t - created[ev_lead]) / DAY
+    stats[1:, 0] = beta[stage] + k1 * np.log1p(ev_age / c)  # Q: multiplies zc in the log likelihood
+    for j, m in enumerate((MARK_ATTEND_HI, MARK_ATTEND_LO, MARK_DOWNLOAD_HI, MARK_DOWNLOAD_LO)):
+        stats[1:, 1 + j] = mark == m
+    np.cumsum(stats, axis=0, out=stats)
+    shift = np.int64(1) << np.int64(33)
+    keys = ev_lead * shift + ev_t  # sorted: events are stored by (lead, t)
+    start = np.searchsorted(keys, lead * shift, side="left")
+    end = np.searchsorted(keys, lead * shift + as_of, side="left")
+    return stats[end] - stats[start]
+
+
 def true_probability(truth_dir: str | Path, snapshots: pd.DataFrame, horizon_days: float,
-                     block_rows: int = 4096) -> np.ndarray:
+                     block_rows: int = 4096, lead_block: int = 200_000) -> np.ndarray:
     """The exact probability that each snapshot's lead is won within ``horizon_days`` after its ``as_of``.
 
     ``snapshots``: a DataFrame with ``lead_id`` (str) and ``as_of`` (timestamps, naive UTC or tz-aware),
@@ -610,27 +637,13 @@ def true_probability(truth_dir: str | Path, snapshots: pd.DataFrame, horizon_day
         return out
     lead, as_of = i[rows], as_of[rows]
 
-    # Sufficient statistics of each row's events (those of its lead strictly before as_of), from
-    # cumulative sums over the lead's time-ordered pre-decision events.
-    need = np.zeros(len(T), dtype=bool)
-    need[lead] = True
-    E = pq.read_table(truth_dir / EVENTS_FILE).to_pandas()
-    E = E[need[E["lead"].to_numpy()]]
-    ev_lead, ev_t = E["lead"].to_numpy(np.int64), E["t"].to_numpy(np.int64)
-    stage, mark = E["stage"].to_numpy(np.int64), E["mark"].to_numpy()
     rate, beta, k0, k1, c = _stage_arrays(M)
-    ev_age = (ev_t - created[ev_lead]) / DAY
-    stats = np.zeros((ev_lead.size + 1, 5))
-    stats[1:, 0] = beta[stage] + k1 * np.log1p(ev_age / c)  # Q: multiplies zc in the log likelihood
-    for j, m in enumerate((MARK_ATTEND_HI, MARK_ATTEND_LO, MARK_DOWNLOAD_HI, MARK_DOWNLOAD_LO)):
-        stats[1:, 1 + j] = mark == m
-    np.cumsum(stats, axis=0, out=stats)
-    shift = np.int64(1) << np.int64(33)
-    keys = ev_lead * shift + ev_t  # sorted: events are stored by (lead, t)
-    start = np.searchsorted(keys, lead * shift, side="left")
-    end = np.searchsorted(keys, lead * shift + as_of, side="left")
-    S = stats[end] - stats[start]
-
+    S = np.empty((rows.size, 5))
+    for lo in range(0, len(T), lead_block):  # bounded memory: the events of one block of leads at a time
+        in_block = (lead >= lo) & (lead < lo + lead_block)
+        if in_block.any():
+            S[in_block] = _row_statistics(truth_dir / EVENTS_FILE, lo, lo + lead_block, lead[in_block],
+                                          as_of[in_block], created, M)
     age = (as_of - created[lead]) / DAY
     mu, lost_loc = T["mu"].to_numpy()[lead], T["lost_loc"].to_numpy()[lead]
     sigma, (zlo, zhi) = M["sigma_z"], M["z_clip"]

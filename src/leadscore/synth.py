@@ -17,7 +17,8 @@ Generative model (all times in days since the lead's creation, its *age* ``a``)
 2. **Latent intent** ``z ~ Normal(mu, SIGMA_Z**2)``, ``mu = BASE_Z + fit(x) + 0.5 priority + 0.45
    log1p(colleagues)``, drawn independently per lead given the observables (there is no hidden
    account-level intent, so colleagues' events carry no information about this lead's ``z``).
-   ``zc = clip(z, -4, 3)`` drives behaviour and speed (no bots).
+   ``zc = -0.5 + 5 tanh((z + 0.5) / 5)`` (z in the middle, saturating smoothly) drives behaviour and
+   speed (no bots).
 3. **Outcome**: ``won ~ Bernoulli(sigmoid(z))`` (about 12% overall).
    * won: decided after ``D_w ~ LogNormal(log(won_median_days) - WON_SPEED (zc - Z_REF), WON_SPREAD)``
      (engaged leads close faster);
@@ -50,9 +51,9 @@ and four mark counts. Then
 ``P(won in (a, a+H] | obs) = E[p(z) (S_w(a|z) - S_w(a+H|z))] / E[P(undecided at a | z)]`` where ``E`` is
 over ``prior(z) * likelihood(events | z)``: a 1-D integral done by the trapezoid rule on the lattice
 ``z = k * 0.1`` over ``mu +- 6 SIGMA_Z`` (spectrally accurate for these smooth, Gaussian-like integrands:
-the error is of order ``exp(-2 pi^2 (sd / step)^2)`` for a posterior of width ``sd``, negligible even for
-the most active leads, whose posterior sd is about 0.1). The lattice is shared, so functions of ``z``
-alone are computed once per group of rows. Event times are whole seconds in the export and in the truth
+the error is of order ``exp(-2 pi^2 (sd / step)^2)`` for a posterior of width ``sd``; the step is halved
+for active leads whose observed information says their posterior is narrower than 0.14). The lattice is
+shared, so functions of ``z`` alone are computed once per group of rows. Event times are whole seconds in the export and in the truth
 alike (the likelihood uses the recorded second).
 
 ``generate`` writes next to ``truth.parquet`` (in ``truth_dir``, never in the leads/events files):
@@ -148,7 +149,7 @@ SIGMA_Z = 1.3           # spread of intent among leads with the same observables
 PRIORITY_Z = 0.5
 COLLEAGUE_Z = 0.45      # per log1p(colleagues created in the 90 days before the lead)
 COLLEAGUE_WINDOW_DAYS = 90
-Z_CLIP = (-4.0, 3.0)    # behaviour and decision speed saturate outside this range
+Z_SAT = (-0.5, 5.0)     # behaviour and decision speed use zc = mid + half tanh((z - mid) / half): smooth saturation
 WON_SPEED, WON_SPREAD, Z_REF = 0.3, 0.7, -1.0
 LOST_FIT, LOST_SPREAD, MU_REF = 0.3, 1.1, -3.0
 # Per stage: base rate R (events/day at creation, before `scale`), beta (intent slope of the log rate),
@@ -292,7 +293,7 @@ def _leads(params: SynthParams, rng: np.random.Generator, competitor_domains) ->
 def _model(params: SynthParams, export_s: int) -> dict:
     """Every constant of the latent model (``scale`` is filled in by ``generate``)."""
     return {
-        "version": 2, "export_s": export_s, "sigma_z": SIGMA_Z, "z_clip": list(Z_CLIP),
+        "version": 2, "export_s": export_s, "sigma_z": SIGMA_Z, "z_sat": list(Z_SAT),
         "won": {"log_median_days": float(np.log(params.won_median_days)), "speed": WON_SPEED,
                 "z_ref": Z_REF, "spread": WON_SPREAD},
         "lost": {"log_median_days": float(np.log(params.lost_median_days)), "fit": LOST_FIT, "mu_ref": MU_REF,
@@ -303,6 +304,13 @@ def _model(params: SynthParams, export_s: int) -> dict:
         "marks": {"attend": list(MARK_ATTEND), "download": list(MARK_DOWNLOAD)},
         "quadrature": {"step": Z_STEP, "span_sigma": Z_SPAN},
     }
+
+
+def _saturate(z, M: dict):
+    """The intent that drives behaviour and decision speed: z near the middle, saturating smoothly
+    (no bots, no instant deals); analytic, so the quadrature stays spectrally accurate."""
+    mid, half = M["z_sat"]
+    return mid + half * np.tanh((z - mid) / half)
 
 
 def _lost_loc(mu: np.ndarray, M: dict) -> np.ndarray:
@@ -319,7 +327,7 @@ def _latent(mu: np.ndarray, M: dict, rng: np.random.Generator):
     """Intent z, the ultimate outcome and the decision delay in days (inf: never closed)."""
     n = mu.size
     z = mu + M["sigma_z"] * rng.standard_normal(n)
-    zc = np.clip(z, *M["z_clip"])
+    zc = _saturate(z, M)
     won = rng.random(n) < _sigmoid(z)
     never = ~won & (rng.random(n) < M["lost"]["never_closed_share"])
     d_won = np.exp(_won_loc(zc, M) + M["won"]["spread"] * rng.standard_normal(n))
@@ -378,7 +386,7 @@ def _chunk(L: dict, lo: int, hi: int, M: dict, rng: np.random.Generator):
     n = hi - lo
     created, z, won, delay = L["created"][lo:hi], L["z"][lo:hi], L["won"][lo:hi], L["delay"][lo:hi]
     export_s = L["export_s"]
-    zc = np.clip(z, *M["z_clip"])
+    zc = _saturate(z, M)
 
     # --- behaviour while undecided: one power-law Poisson process per stage, until decision or export ---
     age_end = np.minimum(delay, (export_s - created) / DAY)
@@ -501,7 +509,7 @@ def generate(params: SynthParams, seed: int, out_dir: str | Path, truth_dir: str
     # is independent of the leads' actual intents (so the scale is a constant of the model, not data).
     zp, wonp, _, delayp = _latent(L["mu"], M, np.random.default_rng(pilot_seq))
     to_export = (L["export_s"] - L["created"]) / DAY
-    pre = _expected_pre(np.clip(zp, *M["z_clip"]), np.minimum(delayp, to_export), M).sum(axis=1).mean()
+    pre = _expected_pre(_saturate(zp, M), np.minimum(delayp, to_export), M).sum(axis=1).mean()
     seen = delayp < to_export
     post = np.mean(seen * np.where(wonp, POST_ONBOARDING + POST_LATE, POST_UNSUB_SHARE + POST_DRIFT))
     M["behaviour"]["scale"] = float(max(params.events_per_lead - 1.0 - post, 0.1 * params.events_per_lead) / pre)
@@ -581,7 +589,8 @@ def _seconds(values) -> np.ndarray:
 
 def _row_statistics(events_path: Path, lo: int, hi: int, lead: np.ndarray, as_of: np.ndarray,
                     created: np.ndarray, M: dict) -> np.ndarray:
-    """Sufficient statistics (Q and four mark counts; shape (rows, 5)) of each row's events: those of its
+    """Sufficient statistics (Q, four mark counts, and Q2 = the sum of squared event scores, which sizes
+    the posterior; shape (rows, 6)) of each row's events: those of its
     lead (index in [lo, hi)) strictly before its as_of, from cumulative sums over the leads' time-ordered
     pre-decision events."""
     _, beta, _, k1, c = _stage_arrays(M)
@@ -593,9 +602,10 @@ def _row_statistics(events_path: Path, lo: int, hi: int, lead: np.ndarray, as_of
     ev_lead, ev_t = ev_lead[keep], E.column("t").to_numpy()[keep]
     stage, mark = E.column("stage").to_numpy()[keep].astype(np.int64), E.column("mark").to_numpy()[keep]
     del E
-    stats = np.zeros((ev_lead.size + 1, 5))
+    stats = np.zeros((ev_lead.size + 1, 6))
     ev_age = (ev_t - created[ev_lead]) / DAY
     stats[1:, 0] = beta[stage] + k1 * np.log1p(ev_age / c)  # Q: multiplies zc in the log likelihood
+    stats[1:, 5] = stats[1:, 0] ** 2
     for j, m in enumerate((MARK_ATTEND_HI, MARK_ATTEND_LO, MARK_DOWNLOAD_HI, MARK_DOWNLOAD_LO)):
         stats[1:, 1 + j] = mark == m
     np.cumsum(stats, axis=0, out=stats)
@@ -638,7 +648,7 @@ def true_probability(truth_dir: str | Path, snapshots: pd.DataFrame, horizon_day
     lead, as_of = i[rows], as_of[rows]
 
     rate, beta, k0, k1, c = _stage_arrays(M)
-    S = np.empty((rows.size, 5))
+    S = np.empty((rows.size, 6))
     for lo in range(0, len(T), lead_block):  # bounded memory: the events of one block of leads at a time
         in_block = (lead >= lo) & (lead < lo + lead_block)
         if in_block.any():
@@ -646,7 +656,7 @@ def true_probability(truth_dir: str | Path, snapshots: pd.DataFrame, horizon_day
                                           as_of[in_block], created, M)
     age = (as_of - created[lead]) / DAY
     mu, lost_loc = T["mu"].to_numpy()[lead], T["lost_loc"].to_numpy()[lead]
-    sigma, (zlo, zhi) = M["sigma_z"], M["z_clip"]
+    sigma = M["sigma_z"]
     h, span = M["quadrature"]["step"], M["quadrature"]["span_sigma"]
     q, w_spread = M["lost"]["never_closed_share"], M["won"]["spread"]
     att, dl = M["marks"]["attend"], M["marks"]["download"]
@@ -655,17 +665,24 @@ def true_probability(truth_dir: str | Path, snapshots: pd.DataFrame, horizon_day
     still_lost = q + (1 - q) * ndtr(-(log_age - lost_loc) / M["lost"]["spread"])
     g = np.log1p(age / c)
 
-    # Quadrature on the lattice z = k h: each row uses the n_z lattice points from k0 = floor((mu -
-    # span sigma) / h), so rows sharing k0 share every function of z alone (computed once per group).
-    n_z = int(np.ceil(2 * span * sigma / h)) + 2
-    k_first = np.floor((mu - span * sigma) / h).astype(np.int64)
-    order = np.argsort(k_first, kind="stable")
-    cuts = np.flatnonzero(np.diff(k_first[order])) + 1
+    # Quadrature on a lattice z = k h_r covering mu +- span sigma. The step h_r = h / 2^level is fine
+    # enough for the row's posterior: its width is at least 1 / sqrt(1/sigma^2 + Q2) (Q2: the observed
+    # information of the events), and the step is at most 0.7 of that, so the trapezoid error,
+    # ~exp(-2 pi^2 (sd / step)^2), stays below 1e-15 relative. Rows sharing (level, first lattice point)
+    # share every function of z alone (computed once per group).
+    sd = 1.0 / np.sqrt(1.0 / sigma**2 + S[:, 5])
+    level = np.clip(np.ceil(np.log2(h / (0.7 * sd))), 0, 8).astype(np.int64)
+    step = h / 2.0**level
+    k_first = np.floor((mu - span * sigma) / step).astype(np.int64)
+    order = np.lexsort((k_first, level))
+    key = np.stack([level[order], k_first[order]])
+    cuts = np.flatnonzero((np.diff(key, axis=1) != 0).any(axis=0)) + 1
     res = np.empty(rows.size)
     with threadpool_limits(1):  # small matrix products: BLAS threads would only contend
         for grp in np.split(order, cuts):
-            z = (k_first[grp[0]] + np.arange(n_z)) * h
-            zc = np.clip(z, zlo, zhi)
+            n_z = int(np.ceil(2 * span * sigma / step[grp[0]])) + 2
+            z = (k_first[grp[0]] + np.arange(n_z)) * step[grp[0]]
+            zc = _saturate(z, M)
             e = 1.0 - (k0 - k1 * zc)  # 1 - kappa(zc)
             e = np.where(np.abs(e) < 1e-9, 1e-9, e)
             comp = (rate[:, None] * np.exp(beta[:, None] * zc[None, :])).sum(axis=0) * c / e
@@ -677,7 +694,7 @@ def true_probability(truth_dir: str | Path, snapshots: pd.DataFrame, horizon_day
             p, loc = _sigmoid(z), _won_loc(zc, M)
             for b in range(0, grp.size, block_rows):
                 r = grp[b:b + block_rows]
-                X = np.column_stack([S[r], mu[r], np.ones(r.size)])
+                X = np.column_stack([S[r, :5], mu[r], np.ones(r.size)])
                 ll = X @ table - comp * np.expm1(e * g[r, None])
                 ll -= ll.max(axis=1, keepdims=True)
                 w = np.exp(ll, out=ll)

@@ -25,7 +25,10 @@ class SynthParams(_Section):
     events_per_lead: float = Field(70.0, gt=0)
     start: str = "2024-10-01"
     months: int = Field(24, ge=1)
-    decision_days: int = Field(30, ge=1)
+    won_median_days: float = Field(50.0, gt=0)  # median days from creation to a win (typical buyer)
+    lost_median_days: float = Field(60.0, gt=0)  # median days until a lost lead is closed (typical fit)
+    never_closed_share: float = Field(0.35, ge=0, lt=1)  # share of lost leads nobody ever closes
+    activity_decay_days: float = Field(10.0, gt=0)  # time scale of the power-law decay of behaviour
     chunk_leads: int = Field(50_000, ge=1)
 
 

@@ -43,7 +43,7 @@ def test_synth_validate_features_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     feats = pd.read_parquet(tmp_path / "features" / "features.parquet")
     excluded = pd.read_csv(tmp_path / "features" / "exclusions.csv")
-    assert len(feats) + len(excluded) == 200
+    assert feats["lead_id"].nunique() + len(excluded) == 200
     assert "200 leads" in r.output
 
 

@@ -3,12 +3,13 @@
 Each lead is described *as of* a moment: only events strictly before ``as_of`` enter its features,
 and the outcome never does. Two ways to choose ``as_of``:
 
-* **training snapshots** (``as_of=None``): a historical lead is seen as it was ``snapshot_days``
-  after it was created, the moment sales would have scored it. The moment depends on the lead's
-  creation only, never on its outcome. Its label is 1 when it was won within ``label_horizon_days``
-  after the snapshot. Leads that cannot give an honest example are listed with the reason: decided
-  at or before the snapshot, too young at export time, or still open with the label window unfinished.
-* **scoring** (``as_of=<timestamp>``): every lead created before that moment, no label.
+* **training snapshots** (``as_of=None``): one calendar of snapshot dates, every ``snapshot_every_days``
+  back from the export day; at each date every lead created before it and not yet decided gets a row,
+  whatever its age (up to ``max_age_days``) — the nightly job, replayed. The dates depend on the export
+  moment only, never on an outcome. Label: won within ``label_horizon_days`` after the date, known only
+  when that window ended before the export (else NULL: censored, kept but never trained on). Leads with
+  no row at all are listed with the reason.
+* **scoring** (``as_of=<timestamp>``): every lead created strictly before that moment, no label.
 
 Every feature is defined once, in :func:`feature_specs`: its SQL, its group (fit / behavior /
 account) and the sentence that explanations fill in ("visited the pricing page {value} times in the

@@ -256,8 +256,13 @@ def timestamp_sql(col: str, sql_type: str = "VARCHAR") -> str:
     if sql_type.startswith("TIMESTAMP") or sql_type == "DATE":
         return f"TRY_CAST(TRY_CAST({col} AS TIMESTAMPTZ) AS TIMESTAMP)"
     t = f"trim(CAST({col} AS VARCHAR))"
+    cast = f"TRY_CAST(TRY_CAST({t} AS TIMESTAMPTZ) AS TIMESTAMP)"
     norm = (f"regexp_replace(regexp_replace({t}, ' ?(Z|UTC)$', '+00:00'), ' ([+-][0-9]{{2}}(:?[0-9]{{2}})?)$', '\\1')")
-    return (f"CASE WHEN regexp_full_match({t}, '{ISO_TIMESTAMP}') "
+    # The two commonest shapes (2026-10-01 and 2026-10-01 14:05:00) are recognised by position, the
+    # rest by the grammar's regular expression: the same forms, at a fraction of the cost per row.
+    common = (f"substr({t}, 5, 1) = '-' AND substr({t}, 8, 1) = '-' AND (length({t}) = 10 OR (length({t}) = 19 "
+              f"AND substr({t}, 11, 1) IN (' ', 'T') AND substr({t}, 14, 1) = ':' AND substr({t}, 17, 1) = ':'))")
+    return (f"CASE WHEN {common} THEN {cast} WHEN regexp_full_match({t}, '{ISO_TIMESTAMP}') "
             f"THEN TRY_CAST(TRY_CAST({norm} AS TIMESTAMPTZ) AS TIMESTAMP) END")
 
 
@@ -314,10 +319,13 @@ def id_sql(col: str, sql_type: str = "VARCHAR") -> tuple[str, str]:
         f"CASE WHEN substr(_x, {5 * i + j + 1}, 1) BETWEEN 'A' AND 'Z' THEN {1 << j} ELSE 0 END" for j in range(5))
     suffix = " || ".join(f"substr('{_SF_ALPHABET}', 1 + {bits(i)}, 1)" for i in range(3))
     sf = (f"CASE WHEN regexp_full_match(_x, '{_SF18}') AND right(_x, 3) = ({suffix}) THEN left(_x, 15) ELSE _x END")
-    norm = (f"CASE WHEN strpos(_x, '.') = 0 AND length(_x) <> 18 THEN _x "
+    raw = f"CAST({col} AS VARCHAR)"
+    # most ids have no '.' and fewer than 18 characters: trimmed, nothing else to do
+    norm = (f"CASE WHEN strpos({raw}, '.') = 0 AND length({raw}) < 18 THEN {t} "
             f"WHEN regexp_full_match(_x, '{_WHOLE_FLOAT}') THEN regexp_replace(_x, '\\.0*$', '') "
             f"WHEN length(_x) = 18 THEN {sf} ELSE _x END")
-    bad = (f"(strpos(_x, '.') > 0 OR strpos(lower(_x), 'e') > 0) AND regexp_full_match(_x, '{_NOT_WHOLE}')")
+    bad = (f"(strpos({raw}, '.') > 0 OR strpos({raw}, 'E+') > 0 OR strpos({raw}, 'e+') > 0) "
+           f"AND regexp_full_match(_x, '{_NOT_WHOLE}')")
     return norm.replace("_x", t), bad.replace("_x", t)
 
 

@@ -255,14 +255,14 @@ def timestamp_sql(col: str, sql_type: str = "VARCHAR") -> str:
         return f"CAST({col} AS TIMESTAMP)"
     if sql_type.startswith("TIMESTAMP") or sql_type == "DATE":
         return f"TRY_CAST(TRY_CAST({col} AS TIMESTAMPTZ) AS TIMESTAMP)"
-    t = f"trim(CAST({col} AS VARCHAR))"
-    cast = f"TRY_CAST(TRY_CAST({t} AS TIMESTAMPTZ) AS TIMESTAMP)"
+    raw = f"CAST({col} AS VARCHAR)"
+    t = f"trim({raw})"
     norm = (f"regexp_replace(regexp_replace({t}, ' ?(Z|UTC)$', '+00:00'), ' ([+-][0-9]{{2}}(:?[0-9]{{2}})?)$', '\\1')")
-    # The two commonest shapes (2026-10-01 and 2026-10-01 14:05:00) are recognised by position, the
-    # rest by the grammar's regular expression: the same forms, at a fraction of the cost per row.
-    common = (f"substr({t}, 5, 1) = '-' AND substr({t}, 8, 1) = '-' AND (length({t}) = 10 OR (length({t}) = 19 "
-              f"AND substr({t}, 11, 1) IN (' ', 'T') AND substr({t}, 14, 1) = ':' AND substr({t}, 17, 1) = ':'))")
-    return (f"CASE WHEN {common} THEN {cast} WHEN regexp_full_match({t}, '{ISO_TIMESTAMP}') "
+    # The two commonest shapes (2026-10-01 and 2026-10-01 14:05:00, no offset) are recognised by position
+    # and cast directly; the rest by the grammar's regular expression: the same forms, at a fraction of
+    # the cost per row (cheaper than a cast through TIMESTAMPTZ for every row).
+    common = (f"({raw} LIKE '____-__-__ __:__:__' OR {raw} LIKE '____-__-__T__:__:__' OR {raw} LIKE '____-__-__')")
+    return (f"CASE WHEN {common} THEN TRY_CAST({raw} AS TIMESTAMP) WHEN regexp_full_match({t}, '{ISO_TIMESTAMP}') "
             f"THEN TRY_CAST(TRY_CAST({norm} AS TIMESTAMPTZ) AS TIMESTAMP) END")
 
 
@@ -600,7 +600,7 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
                             f"event log for a leads-only export")
     src = source.numbered()
 
-    nid, bad_id = id_sql(q("lead_id"), types.get(cols["lead_id"], "VARCHAR"))
+    nid, _ = id_sql(q("lead_id"), types.get(cols["lead_id"], "VARCHAR"))
     con.register("_valid_leads", leads[["lead_id"]])
     con.register("_rejected_leads", rejected_leads[["lead_id"]].dropna().drop_duplicates())
     known = ", ".join(f"'{t}'" for t in EVENT_TYPE_NAMES)
@@ -619,7 +619,6 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
         CREATE OR REPLACE TEMP VIEW _ev AS
         SELECT _row,
                {nid} AS lead_id,
-               {bad_id} AS bad_id,
                CAST({q('lead_id')} AS VARCHAR) AS raw_lead_id,
                {raw_ts} AS raw_timestamp,
                {timestamp_sql(q('timestamp'), types.get(cols['timestamp'], 'VARCHAR'))} AS timestamp,
@@ -639,7 +638,7 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
           CASE
             WHEN e.extra_field THEN '{h + 1} fields, header has {h}'
             WHEN e.lead_id IS NULL THEN 'lead_id is missing'
-            WHEN e.bad_id THEN '{ID_RULE_REASON}'
+            WHEN v.lead_id IS NULL AND {id_sql('e.lead_id')[1]} THEN '{ID_RULE_REASON}'
             WHEN v.lead_id IS NULL AND r.lead_id IS NOT NULL THEN 'lead was rejected in the leads file'
             WHEN v.lead_id IS NULL THEN 'lead_id not found in the leads file'
             WHEN e.timestamp IS NULL AND nullif(trim(e.raw_timestamp), '') IS NULL THEN 'timestamp is missing'
@@ -651,7 +650,7 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
           END AS reason,
           CASE
             WHEN e.extra_field THEN '(row)'
-            WHEN e.lead_id IS NULL OR e.bad_id OR v.lead_id IS NULL THEN 'lead_id'
+            WHEN e.lead_id IS NULL OR v.lead_id IS NULL THEN 'lead_id'
             WHEN e.timestamp IS NULL THEN 'timestamp'
             ELSE 'event_type'
           END AS reason_column

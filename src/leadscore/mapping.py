@@ -441,8 +441,8 @@ def apply_mapping(raw: pd.DataFrame | Table, mapping: ExportMapping, file: str, 
         raw = raw.frame
     if bad_rows is None:
         bad_rows = raw.attrs.get("bad_rows")
-    rows = np.asarray(raw.attrs.get("rows") or (raw.index + 1 if raw.index.is_integer() and not raw.index.has_duplicates
-                                               else range(1, len(raw) + 1)), dtype="int64")
+    int_index = pd.api.types.is_integer_dtype(raw.index) and raw.index.is_unique
+    rows = np.asarray(raw.attrs.get("rows") or (raw.index + 1 if int_index else range(1, len(raw) + 1)), dtype="int64")
     raw = raw.reset_index(drop=True)
     m, t = mapping, mapping.time
     if ROW_NUMBER in (m.id_column, t.order_by):

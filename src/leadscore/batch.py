@@ -53,6 +53,11 @@ class ScoreRun:
     as_of: str = ""
     scored_at: str = ""
     newly_mql: int | None = None
+    events_in: int = 0
+    events_rejected: int = 0
+    event_rejected_by_reason: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)  # file → how it was read (separator, encoding, decimal, ...)
+    warnings: list = field(default_factory=list)  # values set to missing, priority entries matching no lead, ...
 
 
 # ----------------------------------------------------------------------------- the model
@@ -175,48 +180,77 @@ class CheckedInputs:
     lead_rejects: pd.DataFrame
     event_rejects: pd.DataFrame
     leads_in: int
+    event_report: contract.FileReport | None = None
+    inputs: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
 
 
 def check_inputs(scorer: LeadScorer, leads_path, events_path, priority_path, work: Path, as_of_ts: pd.Timestamp,
-                 memory_limit: str | None) -> CheckedInputs:
+                 memory_limit: str | None, read_options=None) -> CheckedInputs:
     """Validate the export (through the model's mapping, if it was trained on one) into ``work``: leads in
-    chunks with pandas/pandera, events streamed through DuckDB; every lead valid or rejected with a reason."""
+    chunks with pandas/pandera, events streamed through DuckDB; every lead and every event valid or rejected
+    with a reason. Every file is read by :mod:`leadscore.reader` (``read_options``: sep, encoding, decimal)."""
     leads_source = leads_path
+    inputs: dict = {}
+    warnings: list[str] = []
+    lead_options = read_options
     if getattr(scorer, "mapping", None) is not None:  # the export the model was trained on needed a mapping
         from leadscore import mapping as export_mapping
 
-        mapped, _ = export_mapping.apply_mapping(export_mapping.read_export(leads_path), scorer.mapping, str(leads_path))
+        table = export_mapping.read_export_table(leads_path, read_options or getattr(scorer.mapping, "read", None))
+        inputs[str(leads_path)] = table.dialect.describe()
+        mapped, mreport = export_mapping.apply_mapping(table.frame, scorer.mapping, str(leads_path), scoring=True,
+                                                       as_of=as_of_ts, bad_rows=table.bad_rows)
+        warnings += [f"{leads_path}: {w}" for w in mreport.warnings]
         leads_source = work / "mapped_leads.parquet"
         mapped.to_parquet(leads_source, index=False)
+        lead_options = None
         del mapped
-    leads, lead_rejects, lead_report = contract.validate_leads(leads_source, require_outcome=False)
+    leads, lead_rejects, lead_report = contract.validate_leads(leads_source, require_outcome=False, options=lead_options)
+    if str(leads_path) not in inputs:
+        inputs[str(leads_path)] = lead_report.read.get("described", "")
+    warnings += [f"{leads_path}: {w}" for w in lead_report.warning_lines()]
     used = set(scorer.model.feature_names)  # an export's other x_ columns (any type) are not the model's business
     leads = leads.drop(columns=[c for c in leads.columns if str(c).startswith("x_") and c not in used])
     leads.to_parquet(work / "leads.parquet", index=False)
     # Open at as_of: a lead decided later was still open then (scoring a past moment).
     decided = leads.loc[leads["outcome"].isin(["won", "lost"]) & (leads["outcome_at"] <= as_of_ts),
                         ["lead_id", "outcome"]]
-    lead_ids = leads[["lead_id"]]
+    lead_keys = leads[["lead_id", "account_id", "email_domain"]]
     assert len(leads) + len(lead_rejects) == lead_report.rows_in
     del leads  # from here on only the ids are needed: DuckDB reads the leads from Parquet
     event_rejects = pd.DataFrame(columns=contract.REJECT_COLUMNS)
-    events_file = None
+    events_file, event_report = None, None
     if events_path is not None:
         con = features.connect(memory_limit=memory_limit)
         try:
-            event_rejects, _ = contract.validate_events(events_path, lead_ids, lead_rejects, work / "events.parquet",
-                                                        con=con)
+            event_rejects, event_report = contract.validate_events(events_path, lead_keys[["lead_id"]], lead_rejects,
+                                                                   work / "events.parquet", con=con,
+                                                                   options=read_options)
+            n_late = con.sql(f"SELECT count(*) FROM read_parquet('{work / 'events.parquet'}') "
+                             f"WHERE timestamp > TIMESTAMP '{as_of_ts}'").fetchall()[0][0]
         finally:
             con.close()
         events_file = work / "events.parquet"
-    del lead_ids
+        inputs[str(events_path)] = event_report.read.get("described", "")
+        warnings += [f"{events_path}: {w}" for w in event_report.warning_lines()]
+        if n_late:
+            warnings.append(f"{events_path}: {n_late:,} events are after as_of ({as_of_ts}): not used")
     release_memory()
     priority_file = None
     if priority_path is not None:
-        contract.read_priority_accounts(priority_path).to_parquet(work / "priority.parquet", index=False)
+        priority = contract.read_priority_accounts(priority_path, read_options)
+        unmatched = contract.unmatched_priority(priority, lead_keys)
+        if len(unmatched):
+            ex = ", ".join((unmatched["domain"].where(unmatched["domain"].notna(), unmatched["account_id"]))
+                           .astype(str).head(5))
+            warnings.append(f"{priority_path}: {len(unmatched):,} of {len(priority):,} priority entries match no "
+                            f"lead (by account_id or email domain), e.g. {ex}")
+        priority.to_parquet(work / "priority.parquet", index=False)
         priority_file = work / "priority.parquet"
+    del lead_keys
     return CheckedInputs(work / "leads.parquet", events_file, priority_file, decided, lead_rejects, event_rejects,
-                         lead_report.rows_in)
+                         lead_report.rows_in, event_report, inputs, warnings)
 
 
 def not_scored(checked: CheckedInputs, excluded: pd.DataFrame, leads_path, as_of_ts: pd.Timestamp) -> pd.DataFrame:
@@ -252,6 +286,17 @@ def reconcile(checked: CheckedInputs, n_scored: int, skipped: pd.DataFrame, reje
         raise BatchError(f"{invalid:,} of {leads_in:,} leads ({invalid / leads_in:.1%}) broke the data contract, "
                          f"more than the allowed {max_reject_share:.1%}; see {rejects_path}. The previous output "
                          f"was left untouched.")
+    ev = checked.event_report
+    if ev is not None:
+        if ev.rows_in != ev.rows_valid + len(checked.event_rejects):
+            raise BatchError(f"event counts do not reconcile: {ev.rows_in:,} in, {ev.rows_valid:,} valid, "
+                             f"{len(checked.event_rejects):,} rejected")
+        if ev.rows_in and ev.rows_rejected / ev.rows_in > max_reject_share:
+            tmp_rejects.replace(rejects_path)
+            top = "; ".join(f"{r}: {n:,}" for r, n in list(ev.rejected_by_reason.items())[:5])
+            raise BatchError(f"{ev.rows_rejected:,} of {ev.rows_in:,} events ({ev.rows_rejected / ev.rows_in:.1%}) "
+                             f"were rejected, more than the allowed {max_reject_share:.1%} ({top}); see "
+                             f"{rejects_path}. The previous output was left untouched.")
     return tmp_rejects
 
 
@@ -289,7 +334,7 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
                 model_name: str = "", model_version: str = "", chunk_size: int = 100_000, explain: str = "all",
                 near_mql_points: float = 10.0, history_dir=None, max_reject_share: float = 0.05,
                 feature_params=None, progress=None, workdir=None, engine: str | None = None,
-                memory_limit: str = SCORING_MEMORY_LIMIT) -> ScoreRun:
+                memory_limit: str = SCORING_MEMORY_LIMIT, read_options=None) -> ScoreRun:
     """Score every open lead of an export; see the module docstring."""
     if explain not in EXPLAIN_MODES:
         raise ValueError(f"explain must be one of {', '.join(EXPLAIN_MODES)}")
@@ -299,7 +344,8 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
     fparams = feature_params or scorer.feature_params
     if fparams is None:
         raise BatchError("the model does not record its feature params; pass them explicitly")
-    as_of_ts = features.to_utc_naive(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    as_of_ts = (contract.parse_moment(as_of, "--as-of") if as_of is not None
+                else pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s"))
     scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     work = Path(workdir or tempfile.mkdtemp(prefix="leadscore-score-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -307,7 +353,8 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
     rejects_path = out_path.with_name(out_path.stem + ".rejects.csv")
     try:
         # 1. the contract: every lead valid or rejected with its reason
-        checked = check_inputs(scorer, leads_path, events_path, priority_path, work, as_of_ts, memory_limit)
+        checked = check_inputs(scorer, leads_path, events_path, priority_path, work, as_of_ts, memory_limit,
+                               read_options)
 
         # 2. features at as_of, with the model's own feature definitions
         extra = [m for m in scorer.model.metadata if m["name"].startswith("x_")]
@@ -389,7 +436,9 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
                 part / f"run-{scored_at.strftime('%Y%m%dT%H%M%S')}.parquet", index=False)
         return ScoreRun(out_path, rejects_path, checked.leads_in, n_scored, len(skipped), n_explained, n_reused,
                         skipped["reason"].value_counts().to_dict() if len(skipped) else {}, model_name, model_version,
-                        str(as_of_ts), str(scored_at), n_new_mql if previous is not None else None)
+                        str(as_of_ts), str(scored_at), n_new_mql if previous is not None else None,
+                        *((ev.rows_in, ev.rows_rejected, ev.rejected_by_reason) if (ev := checked.event_report)
+                          else (0, 0, {})), checked.inputs, checked.warnings)
     finally:
         if tmp_out.exists():
             tmp_out.unlink()

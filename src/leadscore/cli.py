@@ -30,6 +30,17 @@ ParamsOpt = typer.Option(Path("params.yaml"), "--params", "-p", help="params.yam
                          dir_okay=False)
 
 
+def _moment_or_exit(value: str) -> str:
+    """--as-of by the data's timestamp grammar (ISO 8601); anything else exits 2 before any work is done."""
+    from leadscore.contract import parse_moment
+
+    try:
+        return parse_moment(value, "--as-of").isoformat()
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from exc
+
+
 def _progress() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=console, transient=False)
@@ -72,10 +83,11 @@ def validate(
     except ContractError as exc:
         console.print(f"[red]input breaks the data contract[/red]\n{exc}", highlight=False)
         raise typer.Exit(EXIT_CONTRACT) from exc
-    table = Table("file", "rows in", "valid", "rejected", "warnings", title="validation")
+    table = Table("file", "read as", "rows in", "valid", "rejected", "warnings", title="validation")
     for r in reports:
-        warn = "; ".join(f"{k}: {v}" for k, v in r.warnings.items()) or "-"
-        table.add_row(r.file, f"{r.rows_in:,}", f"{r.rows_valid:,}", f"{r.rows_rejected:,}", warn)
+        warn = "; ".join(r.warning_lines()) or "-"
+        table.add_row(r.file, r.read.get("described", ""), f"{r.rows_in:,}", f"{r.rows_valid:,}",
+                      f"{r.rows_rejected:,}", warn)
     if (out / "mapping.txt").exists():
         console.print("[bold]what the mapping did[/bold]\n" + (out / "mapping.txt").read_text(), highlight=False)
     console.print(table)
@@ -94,6 +106,8 @@ def features(
     from leadscore.pipeline import run_features
 
     params = load_params(params_file)
+    if as_of is not None:
+        as_of = _moment_or_exit(as_of)
     with console.status("building features in DuckDB"):
         build = run_features(params, validated, out, as_of=as_of)
     console.print(f"{build.leads_in:,} leads: {build.rows:,} feature rows of {build.leads_with_rows:,} leads, "
@@ -168,12 +182,24 @@ def score(
                                                       "(local[*], yarn, spark://host:7077, ...)."),
     spark_workdir: Path = typer.Option(None, help="With --engine spark: where the validated Parquet goes for Spark "
                                                   "to read (on a cluster: a path the executors can read)."),
+    sep: str = typer.Option(None, help="CSV separator of the inputs (, ; tab |); default: detected."),
+    encoding: str = typer.Option(None, help="CSV encoding of the inputs (utf-8, utf-16, windows-1252); default: detected."),
+    decimal: str = typer.Option(None, help="Decimal separator of the inputs' numbers (. or ,); default: detected."),
 ) -> None:
     """Score every open lead of an export with a registered model: points, band, grades, MQL flag, reasons."""
     from leadscore.batch import SCORING_MEMORY_LIMIT, BatchError, load_scorer, score_leads
     from leadscore.contract import ContractError
 
     memory_limit = memory_limit or SCORING_MEMORY_LIMIT
+    if as_of is not None:
+        as_of = _moment_or_exit(as_of)
+    from leadscore.reader import ReadOptions
+
+    try:
+        read_options = ReadOptions(sep, encoding, decimal)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from exc
 
     if engine not in ("local", "spark"):
         console.print(f"[red]--engine must be local or spark, not {engine!r}[/red]")
@@ -199,7 +225,8 @@ def score(
                 run = score_leads(scorer, leads, events, out, as_of=as_of, priority_path=priority_accounts,
                                   model_name=name, model_version=version, chunk_size=chunk_size, explain=explain,
                                   history_dir=history, max_reject_share=max_reject_share, engine=shap_engine,
-                                  memory_limit=memory_limit, progress=lambda n: progress.advance(task, n))
+                                  memory_limit=memory_limit, progress=lambda n: progress.advance(task, n),
+                                  read_options=read_options)
     except ContractError as exc:
         console.print(f"[red]input breaks the data contract[/red]\n{exc}", highlight=False)
         raise typer.Exit(EXIT_CONTRACT) from exc
@@ -211,6 +238,15 @@ def score(
     console.print(table)
     for reason, n in run.rejected_by_reason.items():
         console.print(f"  not scored: {reason}: {n:,}")
+    for file, how in getattr(run, "inputs", {}).items():
+        console.print(f"read {file}: {how}", highlight=False)
+    if getattr(run, "events_in", 0):
+        console.print(f"events: {run.events_in:,} in, {run.events_in - run.events_rejected:,} used, "
+                      f"{run.events_rejected:,} rejected", highlight=False)
+        for reason, n in run.event_rejected_by_reason.items():
+            console.print(f"  event rejected: {reason}: {n:,}", highlight=False)
+    for w in getattr(run, "warnings", []):
+        console.print(f"[yellow]warning[/yellow] {w}", highlight=False)
     if run.newly_mql is not None:
         console.print(f"{run.newly_mql:,} leads newly crossed MQL since the last run")
     console.print(f"wrote {run.output}; not scored, with reasons: {run.rejects}")

@@ -13,11 +13,27 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ReadParams(_Section):
+    """How to read the CSV inputs where detection is not wanted (see leadscore.reader): None = detect."""
+
+    sep: str | None = None  # , ; tab |
+    encoding: str | None = None  # utf-8, utf-16, windows-1252
+    decimal: Literal[".", ","] | None = None
+
+    @model_validator(mode="after")
+    def _valid(self):
+        from leadscore.reader import ReadOptions
+
+        ReadOptions(self.sep, self.encoding, self.decimal)
+        return self
+
+
 class DataParams(_Section):
     leads: str = "data/raw/leads.parquet"
     events: str | None = "data/raw/events.parquet"
     priority_accounts: str | None = "data/raw/priority_accounts.csv"
     mapping: str | None = None  # an export mapping (mappings/*.yaml) applied to the leads file first
+    read: ReadParams = Field(default_factory=ReadParams)
 
 
 class SynthParams(_Section):
@@ -46,6 +62,17 @@ class FeatureParams(_Section):
     competitor_domains: tuple[str, ...] = ()
     content_value: dict[str, float] = Field(default_factory=dict)
     export_at: str | None = None
+
+    @field_validator("export_at", mode="before")
+    @classmethod
+    def _one_grammar(cls, v):
+        if v is None:
+            return None
+        from leadscore.contract import parse_moment
+
+        text = v.isoformat() if hasattr(v, "isoformat") else str(v)
+        parse_moment(text, "features.export_at")  # the data's timestamp grammar: ISO 8601, never a guess
+        return text
 
     @field_validator("windows_days")
     @classmethod

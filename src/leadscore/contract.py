@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from leadscore.reader import TRAILING, ContractError, ReadOptions, Source, read_table
 from leadscore.vocabulary import EVENT_TYPE_NAMES, OUTCOMES
 
 LEAD_COLUMNS = {  # name: (kind, required)
@@ -53,10 +54,7 @@ REJECT_COLUMNS = ["file", "row", "lead_id", "column", "reason", "value"]
 # Text that CRMs and spreadsheets write for "no value".
 NULL_STRINGS = ("", "NULL", "null", "Null", "N/A", "n/a", "NA", "#N/A", "None", "none", "NaN", "nan", "-")
 EXAMPLES = 5
-
-
-class ContractError(ValueError):
-    """Input that breaks the data contract; the message says what to fix and where."""
+TRAILING_SQL = '"' + TRAILING + '"'
 
 
 @dataclass
@@ -70,6 +68,17 @@ class FileReport:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     warnings: dict[str, int] = field(default_factory=dict)  # values set to missing, by reason
     columns_added: list[str] = field(default_factory=list)  # optional columns absent from the input
+    read: dict = field(default_factory=dict)  # how the file was read (reader.Dialect.to_dict())
+    warning_rows: dict[str, list[int]] = field(default_factory=dict)  # warning → first rows it concerns
+
+    def warning_lines(self) -> list[str]:
+        """One line per warning with its count and the first rows (1-based data rows)."""
+        out = []
+        for k, n in self.warnings.items():
+            rows = self.warning_rows.get(k, [])
+            where = f" (rows {', '.join(map(str, rows[:10]))}{', …' if n > len(rows[:10]) else ''})" if rows else ""
+            out.append(f"{k}: {n:,}{where}")
+        return out
 
     def check_reconciled(self) -> None:
         if self.rows_in != self.rows_valid + self.rows_rejected:
@@ -112,48 +121,101 @@ def _check_columns(columns, spec: dict, file: str, required_extra=()) -> dict[st
     return {c: by_canon[c] for c in spec if c in by_canon}
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise ContractError(f"{path}: file not found")
-    suffix = path.suffix.lower()
+# ----------------------------------------------------------------------------- numbers
+_SCALE_WORDS = {"": 1.0, "k": 1e3, "tsd": 1e3, "thousand": 1e3, "m": 1e6, "mm": 1e6, "mn": 1e6, "mio": 1e6,
+                "million": 1e6, "millions": 1e6, "b": 1e9, "bn": 1e9, "mrd": 1e9, "billion": 1e9, "billions": 1e9}
+_CLEAN = re.compile(r"[\s\u00a0\u202f'’$€£¥]|\b(?:eur|usd|gbp|chf)\b")
+_ONE = r"([+-]?\d[\d.,]*)([a-z]*)\.?"
+_SINGLE = re.compile(rf"^{_ONE}\+?$")
+_RANGE = re.compile(rf"^{_ONE}(?:-|–|to){_ONE}$")
+
+
+def _core_value(core: str, decimal: str, trusted: bool) -> tuple[float | None, str]:
+    """A number written with separators, by the file's decimal separator: (value, status) with status
+    ok | ambiguous | unreadable. Unambiguous forms (2,5 / 1.500.000,00 / 1,200.50) read as written;
+    1.200 or 1,200 where that separator is the file's decimal separator is ambiguous unless set."""
+    from leadscore.reader import number_convention
+
+    dots, commas = core.count("."), core.count(",")
+    if not dots and not commas:
+        return float(core), "ok"
+    conv = number_convention(core)
+    if conv is None:  # one separator followed by exactly three digits
+        sep = "." if dots else ","
+        if sep == decimal and not trusted:
+            return None, "ambiguous"
+        conv = decimal
+    thousands = "," if conv == "." else "."
+    whole, frac = core.rsplit(conv, 1) if conv in core else (core, "")
+    groups = whole.lstrip("+-").split(thousands)
+    if conv in whole or thousands in frac or (len(groups) > 1 and (
+            not groups[0] or len(groups[0]) > 3 or any(len(g) != 3 for g in groups[1:]))):
+        return None, "unreadable"
+    return float(whole.replace(thousands, "") + ("." + frac if frac else "")), "ok"
+
+
+def _amount_text(text: str, decimal: str, trusted: bool) -> tuple[float | None, str]:
+    s = _CLEAN.sub("", text.strip().lower())
+    if s == "":
+        return None, "ok"
+    m = _SINGLE.match(s)
+    if m and m.group(2) in _SCALE_WORDS:
+        v, status = _core_value(m.group(1), decimal, trusted)
+        return (None if v is None else v * _SCALE_WORDS[m.group(2)]), status
+    m = _RANGE.match(s)
+    if m and m.group(2) in _SCALE_WORDS and m.group(4) in _SCALE_WORDS:
+        lo, s1 = _core_value(m.group(1), decimal, trusted)
+        hi, s2 = _core_value(m.group(3), decimal, trusted)
+        if lo is None or hi is None:
+            return None, s1 if s1 != "ok" else s2
+        scale_hi = _SCALE_WORDS[m.group(4)]
+        scale_lo = _SCALE_WORDS[m.group(2)] if m.group(2) else scale_hi
+        return (lo * scale_lo + hi * scale_hi) / 2, "ok"
     try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        if suffix in (".csv", ".txt", ".gz"):
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=list(NULL_STRINGS))
-    except Exception as exc:  # unreadable file: say which, and why
-        raise ContractError(f"{path}: cannot be read as {suffix[1:]}: {exc}") from exc
-    raise ContractError(f"{path}: unsupported file type '{suffix}'; use CSV or Parquet")
+        v = float(s)  # plain forms Python reads: 1e3, inf, nan
+    except ValueError:
+        return None, "unreadable"
+    return (v, "ok") if np.isfinite(v) else (None, "not finite")
 
 
-_AMOUNT = re.compile(r"^(\d+(?:\.\d+)?)(k|m|mm|b|bn)?\+?$")
-_RANGE = re.compile(r"^(\d+(?:\.\d+)?)(k|m|mm|b|bn)?(?:-|–|to)(\d+(?:\.\d+)?)(k|m|mm|b|bn)?$")
-_SCALE = {None: 1.0, "": 1.0, "k": 1e3, "m": 1e6, "mm": 1e6, "b": 1e9, "bn": 1e9}
+def parse_amount(values: pd.Series, decimal: str = ".", trusted: bool = False) -> tuple[pd.Series, pd.Series]:
+    """Numbers as CRMs export them: 1200, "1,200", "$1.2M", "2,5 Mio. €", "51-200" (midpoint), "10,000+".
 
-
-def parse_amount(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Numbers as CRMs export them: 1200, "1,200", "$1.2M", "51-200" (midpoint), "10,000+".
-
-    Returns the parsed floats and a mask of values present but unreadable.
+    ``decimal`` is the file's decimal separator (detected by the reader or set; ``trusted`` when set).
+    Returns the parsed floats and a status per value: "" (read or missing), "unreadable", "ambiguous"
+    (1.200 where '.' is the file's decimal separator: thousands or decimal?) or "not finite" (inf,
+    1e400): those values are missing, never guessed.
     """
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         out = pd.to_numeric(values, errors="coerce").astype(float)
-        return out, pd.Series(False, index=values.index)
-    s = values.astype("string").str.strip().str.lower().str.replace(r"[\s,$€£]", "", regex=True)
-    present = s.notna() & (s != "")
-    num = pd.to_numeric(s, errors="coerce")
-    single = s.str.extract(_AMOUNT)
-    single_v = pd.to_numeric(single[0], errors="coerce") * single[1].map(_SCALE).fillna(1.0)
-    rng = s.str.extract(_RANGE)
-    lo = pd.to_numeric(rng[0], errors="coerce") * rng[1].map(_SCALE).fillna(rng[3].map(_SCALE)).fillna(1.0)
-    hi = pd.to_numeric(rng[2], errors="coerce") * rng[3].map(_SCALE).fillna(1.0)
-    out = num.astype("Float64").fillna(single_v.astype("Float64")).fillna(((lo + hi) / 2).astype("Float64"))
-    out = out.astype(float)
-    return out, present & out.isna()
+        inf = ~np.isfinite(out) & out.notna()
+        return out.mask(inf), pd.Series(np.where(inf, "not finite", ""), index=values.index)
+    s = values.astype("string").str.strip()
+    uniq = s.dropna().unique()
+    parsed = {u: _amount_text(str(u), decimal, trusted) for u in uniq}
+    value = s.map(lambda u: parsed[u][0] if u in parsed else None).astype("Float64").astype(float)
+    status = s.map(lambda u: parsed[u][1] if u in parsed else "ok").fillna("ok")
+    return value, status.where(status != "ok", "").astype(str)
+
+
+# ----------------------------------------------------------------------------- timestamps
+#: The one timestamp grammar (leads, events, priority lists, --as-of, params, mappings): ISO 8601 date,
+#: or date and time (T or space, minutes, optional seconds and up to 6 decimals), optionally an offset
+#: (Z, UTC, +02, +0200, +02:00; a space before it allowed). A time without offset is UTC.
+ISO_TIMESTAMP = r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?: ?(?:Z|UTC|[+-]\d{2}(?::?\d{2})?))?)?"
+#: Day and month in some order (01.10.2026, 09/10/2026, 10-09-26): refused, never guessed.
+AMBIGUOUS_DATE = r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}(?:[T ].*)?"
+_ISO_RE, _AMBIG_RE = re.compile(ISO_TIMESTAMP), re.compile(AMBIGUOUS_DATE)
+TS_HINT = "write ISO 8601, e.g. 2026-10-01, 2026-10-01 14:05 or 2026-10-01T14:05:00+02:00"
+
+
+def _iso_normal(s: pd.Series) -> pd.Series:
+    """Forms of the grammar both pandas and DuckDB read alike: no space before the offset, Z for UTC."""
+    return s.str.replace(r" ?(?:Z|UTC)$", "+00:00", regex=True).str.replace(r" ([+-]\d{2}(?::?\d{2})?)$", r"\1", regex=True)
 
 
 def parse_timestamp(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Timestamps to naive UTC; returns the parsed values and a mask of present-but-unparseable."""
+    """Timestamps to naive UTC by :data:`ISO_TIMESTAMP`; returns the values and a mask of present-but-unreadable."""
     if pd.api.types.is_datetime64_any_dtype(values):
         ts = values
         if getattr(ts.dt, "tz", None) is not None:
@@ -161,11 +223,121 @@ def parse_timestamp(values: pd.Series) -> tuple[pd.Series, pd.Series]:
         return ts.astype("datetime64[us]"), pd.Series(False, index=values.index)
     s = values.astype("string").str.strip()
     present = s.notna() & (s != "")
-    # ISO 8601 only, as for the event log: a guessed format would read 01/02 as 2 January in one row
-    # and 13/01 as 13 January in the next, silently.
-    ts = pd.to_datetime(s.where(present), errors="coerce", utc=True, format="ISO8601")
+    ok = present & s.str.fullmatch(ISO_TIMESTAMP).fillna(False)
+    ts = pd.to_datetime(_iso_normal(s.where(ok)), errors="coerce", utc=True, format="ISO8601")
     ts = ts.dt.tz_localize(None).astype("datetime64[us]")
     return ts, present & ts.isna()
+
+
+def timestamp_problem(text: str) -> str:
+    """Why a text is not a timestamp of the grammar (for messages)."""
+    if _AMBIG_RE.fullmatch(text.strip()):
+        return f"'{text}': day and month order is ambiguous; {TS_HINT}"
+    return f"'{text}' is not a readable timestamp; {TS_HINT}"
+
+
+def parse_moment(value, what: str = "time") -> pd.Timestamp:
+    """One moment (--as-of, params, mapping dates) by the same grammar, as naive UTC; ValueError otherwise."""
+    if isinstance(value, pd.Timestamp) or hasattr(value, "isoformat"):
+        ts = pd.Timestamp(value)
+        return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+    text = str(value).strip()
+    ts, bad = parse_timestamp(pd.Series([text]))
+    if bad.iloc[0] or pd.isna(ts.iloc[0]):
+        raise ValueError(f"{what}: {timestamp_problem(text)}")
+    return ts.iloc[0]
+
+
+def timestamp_sql(col: str, sql_type: str = "VARCHAR") -> str:
+    """The same grammar in DuckDB: typed timestamps pass through (with an offset, converted); text must
+    match :data:`ISO_TIMESTAMP` and is then cast (an offset converted, a naive time taken as UTC)."""
+    if sql_type == "TIMESTAMP" or sql_type.startswith("TIMESTAMP("):
+        return f"CAST({col} AS TIMESTAMP)"
+    if sql_type.startswith("TIMESTAMP") or sql_type == "DATE":
+        return f"TRY_CAST(TRY_CAST({col} AS TIMESTAMPTZ) AS TIMESTAMP)"
+    raw = f"CAST({col} AS VARCHAR)"
+    t = f"trim({raw})"
+    norm = (f"regexp_replace(regexp_replace({t}, ' ?(Z|UTC)$', '+00:00'), ' ([+-][0-9]{{2}}(:?[0-9]{{2}})?)$', '\\1')")
+    # The two commonest shapes (2026-10-01 and 2026-10-01 14:05:00, no offset) are recognised by position
+    # and cast directly; the rest by the grammar's regular expression: the same forms, at a fraction of
+    # the cost per row (cheaper than a cast through TIMESTAMPTZ for every row).
+    common = (f"({raw} LIKE '____-__-__ __:__:__' OR {raw} LIKE '____-__-__T__:__:__' OR {raw} LIKE '____-__-__')")
+    return (f"CASE WHEN {common} THEN TRY_CAST({raw} AS TIMESTAMP) WHEN regexp_full_match({t}, '{ISO_TIMESTAMP}') "
+            f"THEN TRY_CAST(TRY_CAST({norm} AS TIMESTAMPTZ) AS TIMESTAMP) END")
+
+
+# ----------------------------------------------------------------------------- ids, emails, domains
+#: The id rule, for lead ids in every file and format: trimmed; compared exactly (case-sensitive);
+#: a whole number written as a float is the number (17.0 = 17); a number with a fraction (15.5) or in
+#: scientific notation (1.7E+19, Excel) is rejected, never rounded onto another lead; an 18-character
+#: Salesforce id whose last three characters are its case checksum is the 15-character id (both forms
+#: of the same record match).
+_WHOLE_FLOAT = r"[+-]?\d+\.0*"
+_NOT_WHOLE = r"[+-]?\d*\.\d*[1-9]\d*|[+-]?\d+(?:\.\d*)?[eE][+-]?\d+"
+_SF18 = r"[a-zA-Z0-9]{18}"
+_SF_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+ID_RULE_REASON = "lead_id is a number with a fraction or an exponent; ids are never rounded onto another lead"
+
+
+def _sf_suffix(id15: str) -> str:
+    out = ""
+    for i in range(3):
+        bits = sum(1 << j for j, ch in enumerate(id15[5 * i:5 * i + 5]) if "A" <= ch <= "Z")
+        out += _SF_ALPHABET[bits]
+    return out
+
+
+def normalise_ids(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Lead ids by the id rule: (normalised text, mask of ids refused as not whole numbers)."""
+    if pd.api.types.is_float_dtype(values):
+        whole = values.isna() | (values % 1 == 0)
+        text = values.where(whole).astype("Int64").astype("string")
+        return text.where(whole, values.astype("string")), ~whole & values.notna()
+    if pd.api.types.is_integer_dtype(values):
+        return values.astype("string"), pd.Series(False, index=values.index)
+    s = values.astype("string").str.strip()
+    s = s.mask(s == "")
+    floaty = s.str.fullmatch(_WHOLE_FLOAT).fillna(False)
+    s = s.mask(floaty, s.str.replace(r"\.0*$", "", regex=True))
+    bad = s.str.fullmatch(_NOT_WHOLE).fillna(False)
+    sf = s.str.fullmatch(_SF18).fillna(False)
+    if sf.any():
+        short = s[sf].str.slice(0, 15)
+        match = s[sf].str.slice(15) == short.map(_sf_suffix)
+        s.loc[match[match].index] = short[match]
+    return s, bad
+
+
+def id_sql(col: str, sql_type: str = "VARCHAR") -> tuple[str, str]:
+    """The id rule in DuckDB: (normalised id, condition of an id refused as not a whole number)."""
+    if sql_type in ("DOUBLE", "FLOAT", "REAL") or sql_type.startswith("DECIMAL"):
+        whole = f"({col} = floor({col}))"
+        return (f"CASE WHEN {whole} THEN CAST(CAST({col} AS HUGEINT) AS VARCHAR) ELSE CAST({col} AS VARCHAR) END",
+                f"({col} IS NOT NULL AND NOT {whole})")
+    t = f"NULLIF(trim(CAST({col} AS VARCHAR)), '')"
+    bits = lambda i: " + ".join(  # noqa: E731
+        f"CASE WHEN substr(_x, {5 * i + j + 1}, 1) BETWEEN 'A' AND 'Z' THEN {1 << j} ELSE 0 END" for j in range(5))
+    suffix = " || ".join(f"substr('{_SF_ALPHABET}', 1 + {bits(i)}, 1)" for i in range(3))
+    sf = (f"CASE WHEN regexp_full_match(_x, '{_SF18}') AND right(_x, 3) = ({suffix}) THEN left(_x, 15) ELSE _x END")
+    raw = f"CAST({col} AS VARCHAR)"
+    # most ids have no '.' and fewer than 18 characters: trimmed, nothing else to do
+    norm = (f"CASE WHEN strpos({raw}, '.') = 0 AND length({raw}) < 18 THEN {t} "
+            f"WHEN regexp_full_match(_x, '{_WHOLE_FLOAT}') THEN regexp_replace(_x, '\\.0*$', '') "
+            f"WHEN length(_x) = 18 THEN {sf} ELSE _x END")
+    bad = (f"(strpos({raw}, '.') > 0 OR strpos({raw}, 'E+') > 0 OR strpos({raw}, 'e+') > 0) "
+           f"AND regexp_full_match(_x, '{_NOT_WHOLE}')")
+    return norm.replace("_x", t), bad.replace("_x", t)
+
+
+def normalise_domains(values: pd.Series) -> pd.Series:
+    """Emails and domains one way everywhere: '"Ann Lee" <Ann@ACME.com>', 'https://www.acme.com/about',
+    'acme.com.' → 'acme.com' (lower case, no scheme, www., path, port or trailing dot)."""
+    s = values.astype("string").str.strip().str.lower()
+    s = s.str.replace(r"^.*<([^>]*)>.*$", r"\1", regex=True)  # display name
+    s = s.str.replace(r"^mailto:", "", regex=True).str.replace(r"^.*@", "", regex=True)
+    s = s.str.replace(r"^[a-z][a-z0-9+.-]*://", "", regex=True).str.replace(r"[/?#].*$", "", regex=True)
+    s = s.str.replace(r":\d+$", "", regex=True).str.replace(r"^www\.", "", regex=True).str.strip(".").str.strip()
+    return s.mask(s == "")
 
 
 # ----------------------------------------------------------------------------- leads
@@ -219,30 +391,36 @@ LEAD_CHUNK_ROWS = 200_000
 _LEADS_ROW_SCHEMA = LEADS_SCHEMA.update_column("lead_id", unique=False)  # uniqueness is checked file-wide
 
 
-def validate_leads(path: str | Path, require_outcome: bool = True,
-                   chunk_rows: int = LEAD_CHUNK_ROWS) -> tuple[pd.DataFrame, pd.DataFrame, FileReport]:
+def validate_leads(path: str | Path, require_outcome: bool = True, chunk_rows: int = LEAD_CHUNK_ROWS,
+                   options: ReadOptions | dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame, FileReport]:
     """Parse and check the leads table. Returns (valid leads, rejects, report).
 
-    Rows are parsed and checked ``chunk_rows`` at a time; lead_id uniqueness is checked over the whole file
-    (the first occurrence among the otherwise parseable rows is kept, later ones are rejected)."""
+    The file is read by :func:`leadscore.reader.read_table` (``options``: sep, encoding, decimal); rows it
+    refuses (wrong number of fields) are rejects with their row number. Rows are parsed and checked
+    ``chunk_rows`` at a time; lead_id uniqueness is checked over the whole file (the first occurrence among
+    the otherwise parseable rows is kept, later ones are rejected)."""
     path = Path(path)
     file = str(path)
-    raw = _read_table(path)
+    table = read_table(path, ReadOptions.of(options), nullstr=NULL_STRINGS)
+    raw = table.frame
     if raw.empty:
         raise ContractError(f"{file}: the file has no data rows")
-    raw = raw.reset_index(drop=True)
     cols = _check_columns(raw.columns, LEAD_COLUMNS, file,
                           required_extra=("outcome", "outcome_at") if require_outcome else ())
-    report = FileReport(file=file, rows_in=len(raw))
+    report = FileReport(file=file, rows_in=table.rows_in, read=table.dialect.to_dict())
+    decimal, trusted = table.dialect.decimal, table.dialect.how.get("decimal") == "set"
     extras = [c for c in raw.columns if str(c).startswith("x_")]
     parsed, parse_rejects, check_rejects, candidate_ids = [], [], [], []
+    if len(table.bad_rows):
+        parse_rejects.append(table.bad_rows.assign(file=file, lead_id=None, column="(row)")[REJECT_COLUMNS])
     for start in range(0, len(raw), chunk_rows):
-        df, unparsed, failed = _check_lead_rows(raw.iloc[start:start + chunk_rows], cols, extras, file, report)
+        df, unparsed, failed = _check_lead_rows(raw.iloc[start:start + chunk_rows], cols, extras, file, report,
+                                                decimal, trusted)
         parsed.append(df)
         parse_rejects += unparsed
         check_rejects += failed
         unparsed_rows = pd.concat(unparsed)["row"].to_numpy() - 1 if unparsed else []
-        candidate_ids.append(df["lead_id"].drop(index=unparsed_rows))
+        candidate_ids.append(df["lead_id"].drop(index=unparsed_rows, errors="ignore"))
     df = pd.concat(parsed) if len(parsed) > 1 else parsed[0]
     del parsed
     candidates = pd.concat(candidate_ids)
@@ -261,7 +439,7 @@ def validate_leads(path: str | Path, require_outcome: bool = True,
     rej = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=REJECT_COLUMNS)
     rej["lead_id"] = raw[cols["lead_id"]].astype("string").reindex(rej["row"] - 1).to_numpy()
     rej = rej.drop_duplicates(subset=["row"], keep="first").sort_values("row", kind="stable")
-    valid = df.drop(index=rej["row"].to_numpy() - 1).reset_index(drop=True)
+    valid = df.drop(index=rej["row"].to_numpy() - 1, errors="ignore").reset_index(drop=True)
     report.rows_valid, report.rows_rejected = len(valid), len(rej)
     report.rejected_by_reason = rej["reason"].value_counts().to_dict()
     report.warnings = {k: v for k, v in report.warnings.items() if v}
@@ -275,8 +453,8 @@ def _check_rank(column: str | None) -> int:
     return names.index(column) if column in names else -1
 
 
-def _check_lead_rows(raw: pd.DataFrame, cols: dict[str, str], extras: list[str], file: str, report: FileReport
-                     ) -> tuple[pd.DataFrame, list[pd.DataFrame], list[tuple[int, pd.DataFrame]]]:
+def _check_lead_rows(raw: pd.DataFrame, cols: dict[str, str], extras: list[str], file: str, report: FileReport,
+                     decimal: str = ".", trusted: bool = False) -> tuple[pd.DataFrame, list[pd.DataFrame], list[tuple[int, pd.DataFrame]]]:
     """Parse and check one slice of the leads table (index = file row - 1). Returns the parsed rows, the
     rejects of values that could not be read, and the rejects of the row checks (all but uniqueness) with
     their :func:`_check_rank`."""
@@ -292,8 +470,11 @@ def _check_lead_rows(raw: pd.DataFrame, cols: dict[str, str], extras: list[str],
                 "value": (values[mask].astype("string") if values is not None else pd.NA),
             }))
 
-    def warn(reason: str, n: int) -> None:
+    def warn(reason: str, n: int, mask: pd.Series | None = None) -> None:
         report.warnings[reason] = report.warnings.get(reason, 0) + int(n)
+        if mask is not None and n:
+            rows = report.warning_rows.setdefault(reason, [])
+            rows += [int(i) + 1 for i in mask.index[mask][: max(0, 20 - len(rows))]]
 
     for name, (kind, _) in LEAD_COLUMNS.items():
         if name not in cols:
@@ -305,23 +486,31 @@ def _check_lead_rows(raw: pd.DataFrame, cols: dict[str, str], extras: list[str],
         col = raw[cols[name]]
         if kind == "timestamp":
             df[name], bad = parse_timestamp(col)
-            reject(unparsed, bad, name, f"{name} is not a readable timestamp", col)
+            ambiguous = bad & col.astype("string").str.strip().str.fullmatch(AMBIGUOUS_DATE).fillna(False)
+            reject(unparsed, ambiguous, name, f"{name}: day and month order is ambiguous; {TS_HINT}", col)
+            reject(unparsed, bad & ~ambiguous, name, f"{name} is not a readable timestamp ({TS_HINT})", col)
         elif kind == "amount":
-            df[name], bad = parse_amount(col)
+            df[name], status = parse_amount(col, decimal, trusted)
             negative = df[name] < 0
-            if bad.any() or negative.any():
-                warn(f"{name}: not a number, set to missing", bad.sum())
-                warn(f"{name}: negative, set to missing", negative.sum())
-                df.loc[bad | negative, name] = np.nan
+            for st, text in (("unreadable", "not a number"), ("not finite", "not a finite number (inf, 1e400)"),
+                             ("ambiguous", f"ambiguous number ('{decimal}' is this file's decimal separator: "
+                                           f"1{decimal}200 could be 1200 or 1.2; set decimal to read it)")):
+                mask = status == st
+                warn(f"{name}: {text}, set to missing", mask.sum(), mask)
+            warn(f"{name}: negative, set to missing", negative.sum(), negative)
+            df[name] = df[name].mask(negative)
+        elif kind == "id":
+            ids, bad = normalise_ids(col)
+            reject(unparsed, bad, name, ID_RULE_REASON, col)
+            df[name] = ids.astype(object).where(ids.notna(), None).astype("str")
         else:
-            if kind == "id" and pd.api.types.is_float_dtype(col):
-                col = col.astype("Int64")  # 17.0 → "17", as the event log writes it
             s = col.astype("string").str.strip()
             df[name] = s.where(s != "").astype("str")
 
     df["outcome"] = df["outcome"].str.lower().fillna("open")
     if "email_domain" in cols:
-        df["email_domain"] = df["email_domain"].str.lower().str.replace(r"^.*@", "", regex=True)
+        df["email_domain"] = normalise_domains(df["email_domain"]).astype(object).where(
+            lambda x: x.notna(), None).astype("str")
     open_with_date = (df["outcome"] == "open") & df["outcome_at"].notna()
     if open_with_date.any():
         warn("outcome_at given for an open lead, ignored", open_with_date.sum())
@@ -354,33 +543,23 @@ def _check_lead_rows(raw: pd.DataFrame, cols: dict[str, str], extras: list[str],
 
 
 # ----------------------------------------------------------------------------- events
-def _duckdb_source(path: Path) -> str:
-    p = str(path).replace("'", "''")
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return f"(SELECT file_row_number + 1 AS _row, * FROM read_parquet('{p}', file_row_number=true))"
-    if suffix in (".csv", ".txt", ".gz"):
-        nulls = ", ".join("'" + v + "'" for v in NULL_STRINGS)
-        return (f"(SELECT row_number() OVER () AS _row, * FROM read_csv('{p}', all_varchar=true, header=true, "
-                f"nullstr=[{nulls}]))")
-    raise ContractError(f"{path}: unsupported file type '{suffix}'; use CSV or Parquet")
-
-
-def _ts_sql(col: str, sql_type: str = "VARCHAR") -> str:
-    """A column to naive UTC by its declared type: typed timestamps pass through (with an offset,
-    converted), text is parsed (an offset converted, a naive time taken as UTC)."""
-    if sql_type == "TIMESTAMP" or sql_type.startswith("TIMESTAMP("):
-        return f"CAST({col} AS TIMESTAMP)"
-    if sql_type.startswith("TIMESTAMP") or sql_type == "DATE":
-        return f"TRY_CAST(TRY_CAST({col} AS TIMESTAMPTZ) AS TIMESTAMP)"
-    return f"TRY_CAST(TRY_CAST(trim(CAST({col} AS VARCHAR)) AS TIMESTAMPTZ) AS TIMESTAMP)"
+def _number_sql(col: str, decimal: str, typed: bool = False) -> str:
+    """An event's number by the file's decimal separator ('1.234,5' with ','); non-finite values are NULL."""
+    text = f"trim(CAST({col} AS VARCHAR))"
+    if decimal == "," and not typed:
+        text = f"replace(replace({text}, '.', ''), ',', '.')"
+    v = f"TRY_CAST({col} AS DOUBLE)" if typed else f"TRY_CAST({text} AS DOUBLE)"
+    return f"CASE WHEN isfinite({v}) THEN {v} END"
 
 
 def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.DataFrame, out_path: str | Path,
-                    con: duckdb.DuckDBPyConnection | None = None) -> tuple[pd.DataFrame, FileReport]:
+                    con: duckdb.DuckDBPyConnection | None = None,
+                    options: ReadOptions | dict | None = None) -> tuple[pd.DataFrame, FileReport]:
     """Check the event log in DuckDB and write the valid events to ``out_path`` (Parquet).
 
-    Returns (rejects, report). Every input row is either written or rejected with a reason.
+    The file is read by :class:`leadscore.reader.Source` (CSV: strict field counts, rejects with row
+    numbers; ``options``: sep, encoding, decimal). Returns (rejects, report). Every input row is either
+    written or rejected with a reason.
     """
     path, out_path = Path(path), Path(out_path)
     file = str(path)
@@ -391,64 +570,86 @@ def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.Da
 
         con = connect()
     con.execute("SET TimeZone = 'UTC'")
-    src = _duckdb_source(path)
+    source = Source(path, con, ReadOptions.of(options), nullstr=NULL_STRINGS)
     try:
-        probe = con.sql(f"SELECT * FROM {src} LIMIT 0")
-        types = dict(zip(probe.columns, map(str, probe.types)))
-    except duckdb.Error as exc:
-        raise ContractError(f"{path}: cannot be read: {exc}") from exc
-    columns = [c for c in types if c != "_row"]
+        return _validate_event_source(source, file, leads, rejected_leads, out_path, con)
+    except duckdb.Error as exc:  # e.g. a file that is not what it was detected to be
+        raise source.error(exc) from exc
+    finally:
+        source.close()
+
+
+def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejected_leads: pd.DataFrame,
+                           out_path: Path, con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, FileReport]:
+    types = source.types
+    columns = list(source.columns)
     cols = _check_columns(columns, EVENT_COLUMNS, file)
     q = lambda c: '"' + cols[c].replace('"', '""') + '"'  # noqa: E731
 
-    id_type = types.get(cols["lead_id"], "VARCHAR")
-    id_sql = (f"CAST(TRY_CAST({q('lead_id')} AS BIGINT) AS VARCHAR)" if id_type in ("DOUBLE", "FLOAT")
-              else f"CAST({q('lead_id')} AS VARCHAR)")
+    # Pass 1 (the only full pass before writing): the distinct event types with their counts; for a CSV it
+    # also fills the reader's rejects (rows with a wrong number of fields), needed for the row numbers.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _types AS
+        SELECT raw, regexp_replace(lower(trim(raw)), '[^a-z0-9]+', '_', 'g') AS event_type, n
+        FROM (SELECT CAST({q('event_type')} AS VARCHAR) AS raw, count(*) AS n FROM {source.plain} GROUP BY 1)""")
+    accepted = int(con.sql("SELECT coalesce(sum(n), 0) FROM _types").fetchall()[0][0])
+    bad_rows = source.collect_rejects() if source.layout is not None else source.scan_rejects()
+    total = accepted + len(bad_rows)
+    if total == 0:
+        raise ContractError(f"{file}: the file has a header ({', '.join(columns)}) but no data rows; omit the "
+                            f"event log for a leads-only export")
+    src = source.numbered()
+
+    nid, _ = id_sql(q("lead_id"), types.get(cols["lead_id"], "VARCHAR"))
     con.register("_valid_leads", leads[["lead_id"]])
     con.register("_rejected_leads", rejected_leads[["lead_id"]].dropna().drop_duplicates())
     known = ", ".join(f"'{t}'" for t in EVENT_TYPE_NAMES)
-    opt = {c: (f"TRY_CAST({q(c)} AS DOUBLE)" if c in cols else "NULL::DOUBLE") for c in ("duration_s", "percent_watched")}
-    unreadable = {c: (f"{q(c)} IS NOT NULL AND TRY_CAST({q(c)} AS DOUBLE) IS NULL" if c in cols else "false")
+    decimal = source.dialect.decimal
+    num = {c: (_number_sql(q(c), decimal, typed=types.get(cols[c]) != "VARCHAR") if c in cols else "NULL::DOUBLE")
+           for c in ("duration_s", "percent_watched")}
+    unreadable = {c: (f"{q(c)} IS NOT NULL AND {num[c]} IS NULL" if c in cols else "false")
                   for c in ("duration_s", "percent_watched")}
     asset = f"NULLIF(trim(CAST({q('asset')} AS VARCHAR)), '')" if "asset" in cols else "NULL::VARCHAR"
+    trailing = f"{TRAILING_SQL} IS NOT NULL AND trim({TRAILING_SQL}) <> ''" if source.dialect.trailing_delimiter else "false"
+    h = len(columns)
+    raw_ts = f"CAST({q('timestamp')} AS VARCHAR)"
     # Views, not tables: the event log is read as a stream (hundreds of millions of rows), once to
     # write the valid rows and once to return the rejected ones; nothing is held in memory whole.
     scan = f"""
         CREATE OR REPLACE TEMP VIEW _ev AS
         SELECT _row,
-               NULLIF(trim({id_sql}), '') AS lead_id,
-               CAST({q('timestamp')} AS VARCHAR) AS raw_timestamp,
-               {_ts_sql(q('timestamp'), types.get(cols['timestamp'], 'VARCHAR'))} AS timestamp,
+               {nid} AS lead_id,
+               CAST({q('lead_id')} AS VARCHAR) AS raw_lead_id,
+               {raw_ts} AS raw_timestamp,
+               {timestamp_sql(q('timestamp'), types.get(cols['timestamp'], 'VARCHAR'))} AS timestamp,
                CAST({q('event_type')} AS VARCHAR) AS raw_event_type,
                {asset} AS asset,
-               {opt['duration_s']} AS duration_s,
-               {opt['percent_watched']} AS percent_watched,
+               {num['duration_s']} AS duration_s,
+               {num['percent_watched']} AS percent_watched,
                {unreadable['duration_s']} AS bad_duration_text,
-               {unreadable['percent_watched']} AS bad_pct_text
+               {unreadable['percent_watched']} AS bad_pct_text,
+               {trailing} AS extra_field
         FROM {src}
     """
-    try:
-        con.execute(scan)
-    except duckdb.Error as exc:  # e.g. a malformed line far into a CSV
-        raise ContractError(f"{path}: cannot be read as a table: {exc}") from exc
-    # An export holds a handful of distinct event types: fold their spelling once, not per row.
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _types AS
-        SELECT raw, regexp_replace(lower(trim(raw)), '[^a-z0-9]+', '_', 'g') AS event_type
-        FROM (SELECT DISTINCT CAST({q('event_type')} AS VARCHAR) AS raw FROM {src})""")
+    con.execute(scan)
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW _ev_checked AS
         SELECT e.*, t.event_type,
           CASE
+            WHEN e.extra_field THEN '{h + 1} fields, header has {h}'
             WHEN e.lead_id IS NULL THEN 'lead_id is missing'
+            WHEN v.lead_id IS NULL AND {id_sql('e.lead_id')[1]} THEN '{ID_RULE_REASON}'
             WHEN v.lead_id IS NULL AND r.lead_id IS NOT NULL THEN 'lead was rejected in the leads file'
             WHEN v.lead_id IS NULL THEN 'lead_id not found in the leads file'
             WHEN e.timestamp IS NULL AND nullif(trim(e.raw_timestamp), '') IS NULL THEN 'timestamp is missing'
-            WHEN e.timestamp IS NULL THEN 'timestamp is not a readable timestamp'
+            WHEN e.timestamp IS NULL AND regexp_full_match(trim(e.raw_timestamp), '{AMBIGUOUS_DATE}')
+              THEN 'timestamp: day and month order is ambiguous; {TS_HINT}'
+            WHEN e.timestamp IS NULL THEN 'timestamp is not a readable timestamp ({TS_HINT})'
             WHEN t.event_type IS NULL OR t.event_type = '' THEN 'event_type is missing'
             WHEN t.event_type NOT IN ({known}) THEN 'unknown event_type'
           END AS reason,
           CASE
+            WHEN e.extra_field THEN '(row)'
             WHEN e.lead_id IS NULL OR v.lead_id IS NULL THEN 'lead_id'
             WHEN e.timestamp IS NULL THEN 'timestamp'
             ELSE 'event_type'
@@ -460,17 +661,19 @@ def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.Da
     """)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     op = str(out_path).replace("'", "''")
+    order = " ORDER BY _row" if len(bad_rows) else ""  # the row-number join may reorder: restore the file's order
     con.execute(f"""
         COPY (SELECT lead_id, timestamp, event_type, asset,
                      CASE WHEN duration_s >= 0 THEN duration_s END AS duration_s,
                      CASE WHEN percent_watched BETWEEN 0 AND 100 THEN percent_watched END AS percent_watched
-              FROM _ev_checked WHERE reason IS NULL)
+              FROM _ev_checked WHERE reason IS NULL{order})
         TO '{op}' (FORMAT parquet, COMPRESSION zstd)
     """)  # insertion order is preserved: the valid events keep the file's order
     flagged = con.sql(f"""
-        SELECT '{file.replace("'", "''")}' AS file, _row AS row, lead_id, reason_column AS column, reason,
-               CASE reason_column WHEN 'lead_id' THEN lead_id WHEN 'timestamp' THEN raw_timestamp
-                    ELSE raw_event_type END AS value,
+        SELECT '{file.replace("'", "''")}' AS file, _row AS row, coalesce(lead_id, raw_lead_id) AS lead_id,
+               reason_column AS column, reason,
+               CASE reason_column WHEN 'lead_id' THEN raw_lead_id WHEN 'timestamp' THEN raw_timestamp
+                    WHEN '(row)' THEN NULL ELSE raw_event_type END AS value,
                reason IS NULL AND duration_s < 0 AS bad_duration,
                reason IS NULL AND NOT percent_watched BETWEEN 0 AND 100 AS bad_pct,
                reason IS NULL AND bad_duration_text AS text_duration,
@@ -478,42 +681,60 @@ def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.Da
         FROM _ev_checked
         WHERE reason IS NOT NULL OR duration_s < 0 OR NOT percent_watched BETWEEN 0 AND 100
               OR bad_duration_text OR bad_pct_text
-    """).df().sort_values("row", kind="stable")
+    """).df()
+    if len(bad_rows):
+        flagged = pd.concat([flagged, bad_rows.assign(file=file, lead_id=None, column="(row)", bad_duration=False,
+                                                      bad_pct=False, text_duration=False, text_pct=False)],
+                            ignore_index=True)
+    flagged = flagged.sort_values("row", kind="stable")
     rejects = flagged[flagged["reason"].notna()].reset_index(drop=True)
-    total = con.sql(f"SELECT count(*) FROM {src}").fetchall()[0][0]
-    counts = (total, total - len(rejects), int(flagged["bad_duration"].sum()), int(flagged["bad_pct"].sum()),
-              int(flagged["text_duration"].sum()), int(flagged["text_pct"].sum()))
-    report = FileReport(file=file, rows_in=counts[0], rows_valid=counts[1], rows_rejected=len(rejects),
+    report = FileReport(file=file, rows_in=total, rows_valid=total - len(rejects), rows_rejected=len(rejects),
                         rejected_by_reason=rejects["reason"].value_counts().to_dict(),
-                        columns_added=[c for c in EVENT_COLUMNS if c not in cols])
-    if counts[2]:
-        report.warnings["duration_s: negative, set to missing"] = counts[2]
-    if counts[3]:
-        report.warnings["percent_watched: outside 0-100, set to missing"] = counts[3]
-    if counts[4]:
-        report.warnings["duration_s: not a number, set to missing"] = counts[4]
-    if counts[5]:
-        report.warnings["percent_watched: not a number, set to missing"] = counts[5]
+                        columns_added=[c for c in EVENT_COLUMNS if c not in cols], read=source.dialect.to_dict())
+    for col, text in (("bad_duration", "duration_s: negative, set to missing"),
+                      ("bad_pct", "percent_watched: outside 0-100, set to missing"),
+                      ("text_duration", "duration_s: not a number, set to missing"),
+                      ("text_pct", "percent_watched: not a number, set to missing")):
+        hit = flagged[col].fillna(False).astype(bool)
+        if hit.any():
+            report.warnings[text] = int(hit.sum())
+            report.warning_rows[text] = [int(r) for r in flagged.loc[hit, "row"].head(20)]
     con.execute("DROP VIEW _ev_checked; DROP VIEW _ev; DROP TABLE _types")
     report.check_reconciled()
     return rejects[REJECT_COLUMNS], report
 
 
 # ----------------------------------------------------------------------------- priority accounts
-def read_priority_accounts(path: str | Path | None) -> pd.DataFrame:
-    """A list of target accounts, matched to leads by account_id or by email/company domain."""
+def read_priority_accounts(path: str | Path | None, options: ReadOptions | dict | None = None) -> pd.DataFrame:
+    """A list of target accounts, matched to leads by account_id or by email/company domain.
+
+    Read by the same reader as every input; domains are normalised as the leads' are
+    (:func:`normalise_domains`: ``https://www.Acme.com/about`` → ``acme.com``)."""
     if path is None:
         return pd.DataFrame({"account_id": pd.Series(dtype="str"), "domain": pd.Series(dtype="str")})
     path = Path(path)
-    raw = _read_table(path)
+    raw = read_table(path, ReadOptions.of(options), nullstr=NULL_STRINGS).frame
     by = {_canonical(c): c for c in raw.columns}
+    for alias in ("website", "url", "company_domain", "email_domain", "email"):
+        if "domain" not in by and alias in by:
+            by["domain"] = by[alias]
     if "account_id" not in by and "domain" not in by:
         raise ContractError(f"{path}: needs a column 'account_id' or 'domain' (found: {', '.join(raw.columns)})")
     out = pd.DataFrame(index=raw.index)
     for c in ("account_id", "domain"):
         out[c] = (raw[by[c]].astype("string").str.strip() if c in by else pd.Series(pd.NA, index=raw.index, dtype="string"))
-    out["domain"] = out["domain"].str.lower()
-    return out.astype("str")
+    out["domain"] = normalise_domains(out["domain"])
+    return out.reset_index(drop=True).astype("str")
+
+
+def unmatched_priority(priority: pd.DataFrame, leads: pd.DataFrame) -> pd.DataFrame:
+    """Priority-list entries that match no lead (neither by account_id nor by email domain)."""
+    if priority.empty:
+        return priority
+    acc = set(leads["account_id"].dropna()) if "account_id" in leads else set()
+    dom = set(leads["email_domain"].dropna()) if "email_domain" in leads else set()
+    hit = priority["account_id"].isin(acc) | priority["domain"].isin(dom)
+    return priority[~hit]
 
 
 # ----------------------------------------------------------------------------- thresholds

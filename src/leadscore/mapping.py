@@ -38,7 +38,8 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from leadscore.contract import LEAD_COLUMNS, ContractError, _canonical, parse_timestamp
+from leadscore.contract import LEAD_COLUMNS, ContractError, _canonical, parse_moment, parse_timestamp
+from leadscore.reader import ReadOptions, Table, read_table
 
 #: Contract columns filled by dedicated mapping fields, not by ``renames``.
 _DEDICATED = {"lead_id": "id_column", "created_at": "time.created_at / time.order_by",
@@ -47,6 +48,9 @@ _OUTCOME_WORDS = ("won", "lost", "open")
 #: pandas names a column without a header "Unnamed: <position>" (a trailing comma in a CSV).
 _UNNAMED = re.compile(r"^\s*$|^Unnamed: \d+$")
 EXTRA_PREFIX = "x_"
+#: A mapping name for the export's row number (1-based data row): usable as id_column or time.order_by.
+ROW_NUMBER = "@row"
+_ISO_IN_TEXT = re.compile(r"(\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?)")
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 FIT, BEHAVIOR = "fit", "behavior"
 
@@ -79,10 +83,15 @@ class OutcomeSpec(_Strict):
     """Which export values mean won / lost / open. Compared as text, case-insensitive, stripped;
     the contract's own words won/lost/open are always understood. A missing value means open."""
 
-    column: str
+    column: str | None = None
     won: list[str] = Field(default_factory=list)
     lost: list[str] = Field(default_factory=list)
     open: list[str] = Field(default_factory=list)
+    #: the stage value carries its date ("Closed Won 2026-03-04"): the ISO date is outcome_at, the rest the stage
+    date_in_value: bool = False
+    #: won when the lead's id appears in another file (a closed-deals list): {file, column, at (optional date column)}
+    won_if_id_in: "IdListSpec | None" = None
+    otherwise: Literal["open", "lost"] = "open"  # with won_if_id_in: the outcome of leads not in the list
 
     @field_validator("won", "lost", "open", mode="before")
     @classmethod
@@ -91,6 +100,9 @@ class OutcomeSpec(_Strict):
 
     @model_validator(mode="after")
     def _disjoint(self):
+        if (self.column is None) == (self.won_if_id_in is None):
+            raise ValueError("outcome: give exactly one of column (a stage/outcome column) or won_if_id_in "
+                             "(a file of won ids)")
         seen: dict[str, str] = {}
         for outcome in _OUTCOME_WORDS:
             for value in getattr(self, outcome):
@@ -110,6 +122,28 @@ class OutcomeSpec(_Strict):
         return table
 
 
+class IdListSpec(_Strict):
+    """Another file whose ids mark leads as won (a closed-deals list), read by the same reader."""
+
+    file: str
+    column: str
+    at: str | None = None  # the decision date column in that file
+    read: "ReadSpec | None" = None
+
+
+class ReadSpec(_Strict):
+    """How to read the export where detection is not wanted (see :mod:`leadscore.reader`)."""
+
+    sep: str | None = None
+    encoding: str | None = None
+    decimal: Literal[".", ","] | None = None
+
+    @model_validator(mode="after")
+    def _valid(self):
+        ReadOptions(self.sep, self.encoding, self.decimal)
+        return self
+
+
 class TimeSpec(_Strict):
     """Where ``created_at`` (and ``outcome_at``) come from: columns, or a stand-in from row order."""
 
@@ -119,11 +153,16 @@ class TimeSpec(_Strict):
     start: str | None = None
     end: str | None = None
     decision_days: float | None = Field(None, gt=0)  # stand-in: outcome_at = created_at + decision_days
+    order_by_text: bool = False  # declare that order_by is a text column whose sort order is the time order
 
     @field_validator("start", "end", mode="before")
     @classmethod
     def _date_text(cls, v):
-        return None if v is None else (v.isoformat() if hasattr(v, "isoformat") else str(v))
+        if v is None:
+            return None
+        text = v.isoformat() if hasattr(v, "isoformat") else str(v)
+        parse_moment(text, "time.start/end")  # the one timestamp grammar
+        return text
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -136,13 +175,13 @@ class TimeSpec(_Strict):
             return self
         if self.start is None or self.end is None:
             raise ValueError("time.order_by needs start and end (the period the leads are spread over)")
-        try:
-            start, end = pd.Timestamp(self.start), pd.Timestamp(self.end)
-        except ValueError as exc:
-            raise ValueError(f"time: start/end must be ISO dates: {exc}") from exc
+        start, end = parse_moment(self.start, "time.start"), parse_moment(self.end, "time.end")
         if not end > start:
             raise ValueError(f"time: end ({self.end}) must be after start ({self.start})")
         return self
+
+
+OutcomeSpec.model_rebuild()
 
 
 class ExportMapping(_Strict):
@@ -152,8 +191,11 @@ class ExportMapping(_Strict):
     name: str = ""
     id_column: str
     time: TimeSpec
+    read: ReadSpec | None = None  # sep / encoding / decimal of the export, where detection is not wanted
     renames: dict[str, str] = Field(default_factory=dict)  # export column → contract column
-    placeholders: list[str] = Field(default_factory=list)  # values meaning missing, case-insensitive
+    # values meaning missing, case-insensitive: a list for every column, or column → list (key "*": all)
+    placeholders: list[str] | dict[str, list[str]] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)  # kept columns that are codes (1, 2, 3), not amounts
     lowercase: list[str] | Literal["all_text"] = Field(default_factory=list)
     outcome: OutcomeSpec | None = None
     extra_fit: list[str] | dict[str, str] = Field(default_factory=list)  # list, or column → short name
@@ -165,6 +207,9 @@ class ExportMapping(_Strict):
     @field_validator("placeholders", mode="before")
     @classmethod
     def _placeholder_texts(cls, v):
+        if isinstance(v, dict):
+            return {str(k): [t.strip() for t in _as_texts(vals if isinstance(vals, list) else [vals],
+                                                          f"placeholders.{k}")] for k, vals in v.items()}
         return [t.strip() for t in _as_texts(v, "placeholders")]
 
     @field_validator("renames")
@@ -195,10 +240,11 @@ class ExportMapping(_Strict):
                 raise ValueError(f"column '{col}' is used twice: as {roles[key]} and as {role}")
             roles[key] = role
 
-        claim(self.id_column, "id_column")
+        if self.id_column != ROW_NUMBER:
+            claim(self.id_column, "id_column")
         for src in self.renames:
             claim(src, f"renames → {self.renames[src]}")
-        if self.outcome is not None:
+        if self.outcome is not None and self.outcome.column is not None:
             claim(self.outcome.column, "outcome.column")
         claim(self.time.created_at, "time.created_at")
         claim(self.time.outcome_at, "time.outcome_at")
@@ -225,6 +271,20 @@ class ExportMapping(_Strict):
         return out
 
 
+def _won_ids(listed: IdListSpec, file: str) -> pd.Series:
+    """The ids of a won-deals file (by the id rule), with their decision date when ``at`` is given."""
+    from leadscore.contract import normalise_ids
+
+    frame = read_table(Path(listed.file), ReadOptions.of(listed.read)).frame
+    resolve = _resolver(frame.columns, listed.file)
+    cols = resolve([c for c in (listed.column, listed.at) if c])
+    ids, _ = normalise_ids(frame[cols[listed.column]])
+    at = (frame[cols[listed.at]].astype("string") if listed.at else pd.Series(pd.NA, index=frame.index, dtype="string"))
+    keep = ids.notna()
+    won = pd.Series(at[keep].to_numpy(), index=ids[keep].to_numpy())
+    return won[~won.index.duplicated(keep="first")]
+
+
 def _extra_items(items: list[str] | dict[str, str]) -> dict[str, str | None]:
     return dict(items) if isinstance(items, dict) else {c: None for c in items}
 
@@ -238,25 +298,40 @@ def extra_name(column: str) -> str:
 def load_mapping(path: str | Path) -> ExportMapping:
     """Read a mapping YAML; unknown keys are an error (a typo must not silently do nothing)."""
     path = Path(path)
-    raw = yaml.safe_load(path.read_text()) or {}
+    if not path.exists():
+        raise ContractError(f"{path}: mapping file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ContractError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ContractError(f"{path}: a mapping is a YAML dictionary (id_column:, time:, ...), not {type(raw).__name__}")
     try:
         return ExportMapping.model_validate(raw)
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+        raise ContractError(f"{path}: {exc}") from exc
 
 
-def read_export(path: str | Path) -> pd.DataFrame:
-    """Read a CSV export with every cell as text and nothing pre-judged as missing (the mapping's
-    placeholders decide), or a Parquet export as stored."""
-    path = Path(path)
-    if not path.exists():
-        raise ContractError(f"{path}: file not found")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise ContractError(f"{path}: cannot be read as CSV: {exc}") from exc
+def read_export_table(path: str | Path, options=None) -> Table:
+    """Read an export by the one reader (:func:`leadscore.reader.read_table`): a CSV with every cell as
+    text and nothing pre-judged as missing (the mapping's placeholders decide), or Parquet as stored.
+    Returns the reader's :class:`~leadscore.reader.Table` (frame, refused rows, dialect)."""
+    table = read_table(Path(path), ReadOptions.of(options), nullstr=("\x00",))
+    frame = table.frame
+    for c in frame.columns:
+        if frame[c].dtype == object:
+            frame[c] = frame[c].fillna("")
+    frame.attrs["bad_rows"] = table.bad_rows
+    frame.attrs["read"] = table.dialect.to_dict()
+    frame.attrs["rows"] = (frame.index + 1).tolist()
+    table.frame = frame
+    return table
+
+
+def read_export(path: str | Path, options=None) -> pd.DataFrame:
+    """:func:`read_export_table`'s frame (rows in file order; the reader's refused rows in
+    ``.attrs["bad_rows"]``, counted by :func:`apply_mapping`)."""
+    return read_export_table(path, options).frame.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -290,6 +365,7 @@ class MappingReport:
     time: str = ""  # how created_at / outcome_at were obtained
     outcome_at_filled: int = 0  # won/lost rows given outcome_at = created_at + decision_days
     warnings: list[str] = field(default_factory=list)
+    rows_refused: int = 0  # rows the reader could not read (wrong number of fields), listed in warnings
 
     @property
     def casing_changes(self) -> int:
@@ -305,8 +381,9 @@ class MappingReport:
         return [e.name for e in self.extras if e.after_sales_contact]
 
     def check_reconciled(self) -> None:
-        if self.rows_in != self.rows_out:
-            raise AssertionError(f"{self.file}: {self.rows_in} rows in but {self.rows_out} out")
+        if self.rows_in != self.rows_out + self.rows_refused:
+            raise AssertionError(f"{self.file}: {self.rows_in} rows in but {self.rows_out} out "
+                                 f"+ {self.rows_refused} unreadable")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -343,7 +420,8 @@ class MappingReport:
 
 # --------------------------------------------------------------------------------------------- apply
 
-def apply_mapping(raw: pd.DataFrame, mapping: ExportMapping, file: str) -> tuple[pd.DataFrame, MappingReport]:
+def apply_mapping(raw: pd.DataFrame | Table, mapping: ExportMapping, file: str, *, scoring: bool = False,
+                  as_of=None, bad_rows: pd.DataFrame | None = None) -> tuple[pd.DataFrame, MappingReport]:
     """Contract-shaped leads from an export, plus the report of what was done.
 
     The frame holds ``lead_id``, ``created_at``, the renamed contract columns, ``outcome`` and
@@ -351,15 +429,39 @@ def apply_mapping(raw: pd.DataFrame, mapping: ExportMapping, file: str) -> tuple
     :func:`leadscore.contract.validate_leads`), then the kept extras (``x_…``). Row order and count
     are the export's. Raises :class:`ContractError` naming ``file`` and the column when a column the
     mapping names is not in the export.
-    """
-    raw = raw.reset_index(drop=True)
-    report = MappingReport(file=file, rows_in=len(raw))
-    resolve = _resolver(raw.columns, file)
-    m, t = mapping, mapping.time
 
-    needed = [m.id_column, *m.renames, t.created_at, t.outcome_at, t.order_by,
+    ``scoring``: the export is scored, not trained on: the outcome, outcome dates and after-sales-contact
+    columns are used when present and not required; time from row order (``time.order_by``) is for
+    training only, so every lead gets ``created_at = as_of`` (real dates, with ``time.created_at``, are
+    used as they are). Rows the reader refused (``bad_rows``, or ``raw.attrs["bad_rows"]``) are counted
+    and listed in the report's warnings.
+    """
+    if isinstance(raw, Table):
+        bad_rows = raw.bad_rows if bad_rows is None else bad_rows
+        raw = raw.frame
+    if bad_rows is None:
+        bad_rows = raw.attrs.get("bad_rows")
+    int_index = pd.api.types.is_integer_dtype(raw.index) and raw.index.is_unique
+    rows = np.asarray(raw.attrs.get("rows") or (raw.index + 1 if int_index else range(1, len(raw) + 1)), dtype="int64")
+    raw = raw.reset_index(drop=True)
+    m, t = mapping, mapping.time
+    if ROW_NUMBER in (m.id_column, t.order_by):
+        raw = raw.assign(**{ROW_NUMBER: pd.Series(rows, index=raw.index).astype("string")})
+    n_bad = 0 if bad_rows is None else len(bad_rows)
+    report = MappingReport(file=file, rows_in=len(raw) + n_bad, rows_refused=n_bad)
+    if n_bad:
+        report.warnings.append(f"{n_bad:,} rows could not be read and are left out: " + "; ".join(
+            f"row {r}: {why}" for r, why in zip(bad_rows["row"].head(10), bad_rows["reason"].head(10))))
+    resolve = _resolver(raw.columns, file)
+
+    after_contact = {src for _, src, g in m.extra_columns() if g == "after_sales_contact"}
+    optional = set()
+    if scoring:  # what only a training export has: used when present
+        optional = {c for c in (t.outcome_at, m.outcome.column if m.outcome else None, *after_contact) if c}
+    needed = [m.id_column, *m.renames, t.created_at, t.outcome_at, None if scoring else t.order_by,
               m.outcome.column if m.outcome else None, *(src for _, src, _ in m.extra_columns())]
-    cols = resolve([c for c in needed if c is not None])  # mapping name → export name; raises if missing
+    needed = [c for c in needed if c is not None and not (c in optional and _match(raw.columns, c) is None)]
+    cols = resolve(needed)  # mapping name → export name; raises if missing
 
     # Columns left out: dropped on purpose, header-less and empty, or not named by the mapping.
     used = set(cols.values())
@@ -370,19 +472,27 @@ def apply_mapping(raw: pd.DataFrame, mapping: ExportMapping, file: str) -> tuple
         elif hit not in used:
             report.dropped.append(hit)
     for c in raw.columns:
-        if c in used or c in report.dropped:
+        if c in used or c in report.dropped or c == ROW_NUMBER:
             continue
         if m.drop_empty_unnamed and _UNNAMED.match(str(c)) and _blank(raw[c]).all():
             report.dropped.append(str(c))
         else:
             report.unmapped.append(str(c))
 
-    placeholder_keys = {p.lower(): p for p in m.placeholders}
+    if isinstance(m.placeholders, dict):
+        everywhere = m.placeholders.get("*", [])
+        per_column = {(_match(raw.columns, k) or k): v for k, v in m.placeholders.items() if k != "*"}
+        for k in m.placeholders:
+            if k != "*" and _match(raw.columns, k) is None:
+                report.warnings.append(f"placeholders: column '{k}' is not in the export")
+    else:
+        everywhere, per_column = list(m.placeholders), {}
     cleaned: dict[str, pd.Series] = {}  # export name → text with placeholders set to missing
 
     def text(col: str) -> pd.Series:
         if col not in cleaned:
-            cleaned[col], counts = _clean_text(raw[col], placeholder_keys)
+            keys = {p.lower(): p for p in [*everywhere, *per_column.get(col, [])]}
+            cleaned[col], counts = _clean_text(raw[col], keys)
             if counts:
                 report.placeholders_replaced[col] = counts
         return cleaned[col]
@@ -412,9 +522,19 @@ def apply_mapping(raw: pd.DataFrame, mapping: ExportMapping, file: str) -> tuple
     report.renamed[id_col] = "lead_id"
 
     # created_at
-    if t.order_by is not None:
+    if t.order_by is not None and scoring:
+        moment = parse_moment(as_of, "as_of") if as_of is not None else pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+        created_ts = out["created_at"] = pd.Series(moment, index=raw.index).astype("datetime64[us]")
+        report.time = (f"scoring: created_at = as_of ({moment}) for every lead (time from row order is for "
+                       f"training only)")
+    elif t.order_by is not None:
         order_col = cols[t.order_by]
-        created = _spread(_order_key(raw[order_col], text(order_col)), pd.Timestamp(t.start), pd.Timestamp(t.end))
+        key = _order_key(raw[order_col], text(order_col))
+        if not (pd.api.types.is_numeric_dtype(key) or pd.api.types.is_datetime64_any_dtype(key)) and not t.order_by_text:
+            raise ContractError(f"{file}: time.order_by column '{order_col}' holds text, whose sort order is rarely "
+                                f"the time order (e.g. {', '.join(map(str, key.dropna().head(3)))}); use a number or "
+                                f"date column, or declare time.order_by_text: true if its order is the time order")
+        created = _spread(key, parse_moment(t.start), parse_moment(t.end))
         no_order = int(created.isna().sum())
         if no_order:
             report.warnings.append(f"{no_order:,} rows have no '{order_col}': created_at missing, "
@@ -441,13 +561,35 @@ def apply_mapping(raw: pd.DataFrame, mapping: ExportMapping, file: str) -> tuple
             report.renamed[src] = name
 
     # outcome
-    if m.outcome is not None:
+    if m.outcome is not None and m.outcome.won_if_id_in is not None and not scoring:
+        listed = m.outcome.won_if_id_in
+        won_at = _won_ids(listed, file)
+        from leadscore.contract import normalise_ids
+
+        ids, _ = normalise_ids(out["lead_id"])
+        won = ids.isin(won_at.index).fillna(False).to_numpy()
+        out["outcome"] = pd.Series(np.where(won, "won", m.outcome.otherwise), index=out.index, dtype="string")
+        report.outcome_mapped["won"] = {f"id in {listed.file}": int(won.sum())}
+        report.outcome_mapped[m.outcome.otherwise] = {f"id not in {listed.file}": int((~won).sum())}
+        if listed.at is not None and t.outcome_at is None:
+            out["outcome_at"] = ids.map(won_at).where(won).astype("string")
+        unmatched = int((~won_at.index.isin(ids.dropna())).sum())
+        if unmatched:
+            report.warnings.append(f"outcome.won_if_id_in: {unmatched:,} ids of {listed.file} match no lead of the export")
+    elif m.outcome is not None and m.outcome.column is not None and m.outcome.column in cols:
         oc = cols[m.outcome.column]
-        out["outcome"] = _map_outcome(text(oc), m.outcome, report)
+        values = text(oc)
+        if m.outcome.date_in_value:
+            dates = values.str.extract(_ISO_IN_TEXT)[0]
+            values = values.str.replace(_ISO_IN_TEXT, "", regex=True).str.strip(" -–:,;()[]@").str.strip()
+            values = values.str.replace(r"\s+(?:on|am|at|since|seit)$", "", regex=True).mask(lambda v: v == "")
+            if t.outcome_at is None:
+                out["outcome_at"] = dates.astype("string")
+        out["outcome"] = _map_outcome(values, m.outcome, report)
         report.renamed[oc] = "outcome"
 
     # outcome_at: a column, and/or the decision_days stand-in for decided leads without one
-    if t.outcome_at is not None:
+    if t.outcome_at is not None and t.outcome_at in cols:
         oa = cols[t.outcome_at]
         out["outcome_at"] = raw[oa] if pd.api.types.is_datetime64_any_dtype(raw[oa]) else text(oa)
         report.renamed[oa] = "outcome_at"
@@ -470,14 +612,20 @@ def apply_mapping(raw: pd.DataFrame, mapping: ExportMapping, file: str) -> tuple
         report.outcome_at_filled = int(fill.sum())
         report.time += (f"; outcome_at = created_at + {t.decision_days:g} days for won/lost leads without one "
                         f"(a stand-in decision date)")
-    elif m.outcome is not None and "outcome_at" not in out and out["outcome"].isin(["won", "lost"]).any():
+    elif m.outcome is not None and "outcome" in out and "outcome_at" not in out and out["outcome"].isin(["won", "lost"]).any():
         report.warnings.append("won/lost leads have no outcome_at (set time.outcome_at or time.decision_days): "
                                "validation will reject them")
 
-    # extras: numeric when every present value is a number, else categorical text
+    # extras: numeric when every present value is a number, else categorical text; declared codes categorical
+    declared = {_canonical(c) for c in m.categorical}
     for name, src_name, group in m.extra_columns():
+        if src_name not in cols:  # an after-contact column absent from an export being scored
+            continue
         src = cols[src_name]
-        values, kind = _extra_values(raw[src], text(src))
+        if _canonical(src_name) in declared or _canonical(src) in declared:
+            values, kind = text(src), CATEGORICAL
+        else:
+            values, kind = _extra_values(raw[src], text(src))
         if kind == CATEGORICAL:
             values = cased(src, values, eligible=True)
         out[name] = values

@@ -33,8 +33,8 @@ def run_validate(params: Params, out_dir: str | Path) -> list[contract.FileRepor
         from leadscore import mapping as export_mapping
 
         spec = export_mapping.load_mapping(params.data.mapping)
-        mapped, mapping_report = export_mapping.apply_mapping(export_mapping.read_export(leads_path), spec,
-                                                              str(leads_path))
+        export = export_mapping.read_export_table(leads_path, spec.read or params.data.read)
+        mapped, mapping_report = export_mapping.apply_mapping(export, spec, str(leads_path))
         leads_path = out / "mapped_leads.parquet"
         mapped.to_parquet(leads_path, index=False)
         (out / "mapping.txt").write_text(mapping_report.summary() + "\n")
@@ -46,21 +46,27 @@ def run_validate(params: Params, out_dir: str | Path) -> list[contract.FileRepor
     else:
         (out / "extra_features.json").unlink(missing_ok=True)
         (out / "mapping.txt").unlink(missing_ok=True)
-    leads, lead_rejects, lead_report = contract.validate_leads(leads_path)
+    read = params.data.read
+    leads, lead_rejects, lead_report = contract.validate_leads(leads_path, options=None if mapping_report else read)
+    if mapping_report is not None:
+        lead_report.read = export.dialect.to_dict()
     leads.to_parquet(out / "leads.parquet", index=False, compression="zstd")
     reports, rejects = [lead_report], [lead_rejects]
     if params.data.events:
-        ev_rejects, ev_report = contract.validate_events(params.data.events, leads, lead_rejects, out / "events.parquet")
+        ev_rejects, ev_report = contract.validate_events(params.data.events, leads, lead_rejects, out / "events.parquet",
+                                                         options=read)
         reports.append(ev_report)
         rejects.append(ev_rejects)
     else:
         (out / "events.parquet").unlink(missing_ok=True)
-    priority = contract.read_priority_accounts(params.data.priority_accounts)
+    priority = contract.read_priority_accounts(params.data.priority_accounts, read)
     priority.to_parquet(out / "priority_accounts.parquet", index=False)
+    unmatched = contract.unmatched_priority(priority, leads)
 
     all_rejects = pd.concat([r for r in rejects if len(r)] or [rejects[0]], ignore_index=True)
     all_rejects.to_csv(rejects_path, index=False)
     report_path.write_text(json.dumps({"files": [asdict(r) for r in reports], "priority_accounts": len(priority),
+                                       "priority_accounts_matching_no_lead": len(unmatched),
                                        "mapping": mapping_report.to_dict() if mapping_report else None},
                                       indent=2, default=str))
     for r in reports:

@@ -1,0 +1,471 @@
+"""One reader for every tabular input: leads, events, priority lists and scoring exports, CSV or Parquet.
+
+What a CSV is, is decided once per file from its first megabyte (or set in the mapping / params /
+``leadscore score`` options ``sep``, ``encoding``, ``decimal``) and reported with the file:
+
+- **encoding**: a byte-order mark says UTF-8 or UTF-16; otherwise UTF-16 without a mark is recognised
+  by its zero bytes, text that decodes as UTF-8 is UTF-8, and anything else is Windows-1252 (Excel on
+  Windows). Files not in UTF-8 are transcoded to a temporary UTF-8 copy (same rows, same row numbers).
+- **separator**: the one of ``,`` ``;`` tab ``|`` that splits the header into the most columns with the
+  rows agreeing on the count.
+- **trailing delimiter**: rows that all end with one more, empty, field than the header (several CRMs
+  write them) have that field ignored; a row whose extra field holds a value is rejected.
+- **field count**: DuckDB's CSV reader runs in strict mode with a rejects table, so a row with more or
+  fewer fields than the header goes to the rejects with its row number and the counts ("7 fields,
+  header has 6"); it is never read shifted. Quoted fields keep their separators and newlines.
+- **decimal separator**: ``,`` when the file's numbers say so (``2,5``, ``1.500.000,00``), else ``.``;
+  it decides how a number such as ``1.200`` is read (see :func:`leadscore.contract.parse_amount`).
+
+Row numbers are 1-based data rows (records), the header not counted.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+SEPARATORS = (",", ";", "\t", "|")
+SAMPLE_BYTES = 1 << 20
+SAMPLE_RECORDS = 2000
+TRAILING = "_trailing_field_"  # the name given to the field after a trailing delimiter
+_SEP_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
+OPTIONS_HINT = ("set it with `sep`, `encoding` or `decimal` (params.yaml `data.read`, the mapping's `read`, "
+                "or `leadscore score --sep/--encoding/--decimal`)")
+
+
+class ContractError(ValueError):
+    """Input that breaks the data contract; the message says what to fix and where."""
+
+
+class ReadError(ContractError):
+    """A file that cannot be read as a table; the message names the file and the option to set."""
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read a CSV, where detection is not wanted: ``sep`` (``,`` ``;`` ``\\t`` ``|`` or the word
+    ``tab``), ``encoding`` (``utf-8``, ``utf-16``, ``windows-1252``, any Python codec), ``decimal``
+    (``.`` or ``,``). ``None`` = detect."""
+
+    sep: str | None = None
+    encoding: str | None = None
+    decimal: str | None = None
+
+    def __post_init__(self):
+        if self.sep is not None:
+            sep = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}.get(self.sep, self.sep)
+            if len(sep) != 1:
+                raise ValueError(f"sep must be one character (or 'tab'), not {self.sep!r}")
+            object.__setattr__(self, "sep", sep)
+        if self.encoding is not None:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError as exc:
+                raise ValueError(f"encoding {self.encoding!r} is not known; use utf-8, utf-16 or windows-1252") from exc
+        if self.decimal not in (None, ".", ","):
+            raise ValueError(f"decimal must be '.' or ',', not {self.decimal!r}")
+
+    @classmethod
+    def of(cls, value) -> "ReadOptions":
+        if value is None:
+            return cls()
+        if isinstance(value, ReadOptions):
+            return value
+        if hasattr(value, "model_dump"):
+            value = value.model_dump()
+        return cls(**{k: v for k, v in dict(value).items() if k in ("sep", "encoding", "decimal")})
+
+
+@dataclass
+class Dialect:
+    """What was detected (or set) for one file; printed and written to report.json."""
+
+    format: str  # csv | parquet
+    sep: str | None = None
+    encoding: str | None = None
+    decimal: str = "."
+    trailing_delimiter: bool = False
+    how: dict[str, str] = field(default_factory=dict)  # option → detected | set | default
+
+    def describe(self) -> str:
+        if self.format != "csv":
+            return self.format
+        parts = [f"separator {_SEP_NAMES.get(self.sep, repr(self.sep))} ({self.how.get('sep', 'detected')})",
+                 f"encoding {self.encoding} ({self.how.get('encoding', 'detected')})",
+                 f"decimal '{self.decimal}' ({self.how.get('decimal', 'default')})"]
+        if self.trailing_delimiter:
+            parts.append("trailing delimiter ignored")
+        return "CSV, " + ", ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "described": self.describe()}
+
+
+# ----------------------------------------------------------------------------- detection
+def _detect_encoding(head: bytes) -> str:
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    sample = head[:4096]
+    if len(sample) >= 4 and sample.count(0) >= len(sample) // 4:
+        return "utf-16-le" if sample[1::2].count(0) > sample[0::2].count(0) else "utf-16-be"
+    try:
+        _cut(head).decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "windows-1252"
+
+
+def _cut(head: bytes) -> bytes:
+    """The sample up to its last newline (no character or record cut in half), unless it is the whole file."""
+    i = head.rfind(b"\n")
+    return head[: i + 1] if 0 <= i < len(head) - 1 else head
+
+
+def _records(text: str, sep: str, limit: int = SAMPLE_RECORDS) -> list[list[str]]:
+    out = []
+    for rec in csv.reader(io.StringIO(text, newline=""), delimiter=sep, quotechar='"', doublequote=True, strict=False):
+        out.append(rec)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _detect_sep(text: str) -> str:
+    best, best_key = ",", (-1.0, 0)
+    for sep in SEPARATORS:
+        recs = [r for r in _records(text, sep, 200) if r]
+        if not recs or len(recs[0]) < 2:
+            continue
+        h = len(recs[0]) - (1 if recs[0][-1].strip() == "" else 0)
+        rows = recs[1:] or [recs[0]]
+        agree = sum(1 for r in rows if len(r) == h or (len(r) == h + 1 and r[-1].strip() == "")) / len(rows)
+        key = (agree, h)
+        if key > best_key:
+            best, best_key = sep, key
+    return best
+
+
+_NUM_CORE = re.compile(r"^[+-]?\d[\d.,]*$")
+
+
+def number_convention(core: str) -> str | None:
+    """Which decimal separator a number written with separators shows unambiguously: ',' | '.' | None."""
+    dots, commas = core.count("."), core.count(",")
+    if dots and commas:
+        return "," if core.rfind(",") > core.rfind(".") else "."
+    if dots > 1:
+        return ","
+    if commas > 1:
+        return "."
+    if dots == 1 or commas == 1:
+        sep = "." if dots else ","
+        whole, frac = core.lstrip("+-").split(sep)
+        if len(frac) == 3 and whole not in ("", "0"):
+            return None  # 1.200 / 1,200: thousands or decimal?
+        return sep
+    return None
+
+
+_STRIP = re.compile(r"[\s\u00a0\u202f'’$€£¥]|\b(?:eur|usd|gbp|chf)\b|(?:mio|mrd|tsd|mn|mm|bn|million|billion|[kmb])\.?\+?$")
+
+
+def _detect_decimal(records: list[list[str]]) -> tuple[str, bool]:
+    votes = {",": 0, ".": 0}
+    for rec in records[1:]:
+        for cell in rec:
+            if not cell or len(cell) > 40 or ":" in cell:
+                continue
+            core = _STRIP.sub("", cell.strip().lower())
+            if _NUM_CORE.match(core):
+                conv = number_convention(core)
+                if conv:
+                    votes[conv] += 1
+    if votes[","] > votes["."]:
+        return ",", True
+    return ".", votes["."] > 0
+
+
+@dataclass
+class CsvLayout:
+    dialect: Dialect
+    names: list[str]  # header names, made safe (empty → "Unnamed: i")
+    utf8_path: Path  # the file DuckDB reads (a UTF-8 copy when the source is not UTF-8)
+    tmpdir: Path | None = None
+
+    def close(self) -> None:
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
+
+
+def sniff_csv(path: Path, options: ReadOptions | None = None) -> CsvLayout:
+    """Detect (or take from ``options``) encoding, separator, trailing delimiter and decimal separator."""
+    options = ReadOptions.of(options)
+    file = str(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise ReadError(f"{file}: the file is empty (0 bytes): no header, no rows")
+    with open(path, "rb") as f:
+        head = f.read(SAMPLE_BYTES)
+    how = {}
+    if options.encoding:
+        encoding, how["encoding"] = options.encoding, "set"
+    else:
+        encoding, how["encoding"] = _detect_encoding(head), "detected"
+    whole = size <= SAMPLE_BYTES
+    try:
+        text = (head if whole else _cut(head)).decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = head[: exc.start].count(b"\n") + 1
+        raise ReadError(f"{file}: line {line} is not valid {encoding} ({exc.reason}); the file's encoding is "
+                        f"something else: {OPTIONS_HINT} (e.g. encoding: windows-1252)") from exc
+    text = text.lstrip("\ufeff")
+    if not text.strip():
+        raise ReadError(f"{file}: the file holds no header and no rows (only blank space)")
+    if options.sep:
+        sep, how["sep"] = options.sep, "set"
+    else:
+        sep, how["sep"] = _detect_sep(text), "detected"
+    recs = _records(text, sep)
+    if not whole and len(recs) > 1:
+        recs = recs[:-1]  # the last record of a sample may be cut
+    header = [h.strip() for h in recs[0]]
+    trailing = False
+    if len(header) > 1 and header[-1] == "":
+        header, trailing = header[:-1], True
+    rows = [r for r in recs[1:] if r != []]
+    if not trailing and rows:
+        extra = sum(1 for r in rows if len(r) == len(header) + 1 and r[-1].strip() == "")
+        trailing = extra > len(rows) / 2
+    if options.decimal:
+        decimal, how["decimal"] = options.decimal, "set"
+    else:
+        decimal, seen = _detect_decimal(recs)
+        how["decimal"] = "detected" if seen else "default"
+    names = [h if h else f"Unnamed: {i}" for i, h in enumerate(header)]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ReadError(f"{file}: the header names {', '.join(repr(d) for d in dupes)} more than once; "
+                        f"rename or remove the duplicate column")
+    dialect = Dialect("csv", sep, encoding.replace("-sig", "") if encoding == "utf-8-sig" else encoding, decimal,
+                      trailing, how)
+    if encoding == "utf-8-sig":
+        dialect.encoding = "utf-8 (with BOM)"
+    layout = CsvLayout(dialect, names, path)
+    if encoding not in ("utf-8", "utf-8-sig"):
+        layout.tmpdir = Path(tempfile.mkdtemp(prefix="leadscore-read-"))
+        layout.utf8_path = layout.tmpdir / (path.stem + ".utf8.csv")
+        _transcode(path, layout.utf8_path, encoding, file)
+    return layout
+
+
+def _transcode(src: Path, dst: Path, encoding: str, file: str) -> None:
+    line = 1
+    try:
+        with open(src, "r", encoding=encoding, newline="") as fin, open(dst, "w", encoding="utf-8", newline="") as fout:
+            while True:
+                chunk = fin.read(1 << 22)
+                if not chunk:
+                    break
+                fout.write(chunk)
+                line += chunk.count("\n")
+    except UnicodeDecodeError as exc:
+        raise ReadError(f"{file}: near line {line} the file is not valid {encoding} ({exc.reason}): "
+                        f"{OPTIONS_HINT}") from exc
+
+
+# ----------------------------------------------------------------------------- DuckDB sources
+def _q(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+class Source:
+    """A file as a DuckDB table expression with its 1-based row number ``_row`` (and, for a CSV with a
+    trailing delimiter, ``_trailing_field_``), plus the rows the CSV reader rejected."""
+
+    def __init__(self, path: str | Path, con: duckdb.DuckDBPyConnection, options: ReadOptions | None = None,
+                 nullstr: tuple[str, ...] = ("",)):
+        self.path = Path(path)
+        self.file = str(self.path)
+        self.con = con
+        if not self.path.exists():
+            raise ReadError(f"{self.path}: file not found")
+        suffix = self.path.suffix.lower()
+        self.layout: CsvLayout | None = None
+        tag = uuid.uuid4().hex[:10]
+        self._rt, self._rs = f"_rej_{tag}", f"_rejscan_{tag}"
+        self._bad: pd.DataFrame | None = None
+        if suffix in (".parquet", ".pq"):
+            self.dialect = Dialect("parquet", how={})
+            p = _q(self.path)
+            self.plain = f"read_parquet({p})"
+            self._numbered = f"(SELECT file_row_number + 1 AS _row, * EXCLUDE (file_row_number) FROM read_parquet({p}, file_row_number=true))"
+            try:
+                probe = con.sql(f"SELECT * FROM {self.plain} LIMIT 0")
+            except duckdb.Error as exc:
+                raise ReadError(f"{self.path}: cannot be read as Parquet: {exc}") from exc
+            self.columns = list(probe.columns)
+            self.types = dict(zip(probe.columns, map(str, probe.types)))
+            self._bad = pd.DataFrame({"row": pd.Series(dtype="int64"), "reason": pd.Series(dtype="str"),
+                                      "value": pd.Series(dtype="str")})
+            return
+        if suffix not in (".csv", ".txt", ".tsv", ".gz"):
+            raise ReadError(f"{self.path}: unsupported file type '{suffix}'; use CSV or Parquet")
+        try:
+            self.layout = sniff_csv(self.path, options)
+        except OSError as exc:
+            raise ReadError(f"{self.path}: cannot be read: {exc}") from exc
+        lay = self.layout
+        self.dialect = lay.dialect
+        names = lay.names + ([TRAILING] if lay.dialect.trailing_delimiter else [])
+        cols = "{" + ", ".join(f"{_q(n)}: 'VARCHAR'" for n in names) + "}"
+        nulls = ", ".join(_q(v) for v in nullstr)
+        self.plain = (f"read_csv({_q(lay.utf8_path)}, auto_detect=false, header=true, delim={_q(lay.dialect.sep)}, "
+                      f"quote='\"', escape='\"', columns={cols}, nullstr=[{nulls}], strict_mode=true, "
+                      f"store_rejects=true, rejects_table={_q(self._rt)}, rejects_scan={_q(self._rs)}, "
+                      f"max_line_size=10000000)")
+        self.columns = list(lay.names)
+        self.types = {n: "VARCHAR" for n in names}
+        self._numbered = None
+
+    # the reader's rejects are known once the file has been scanned (rows rejected by field count)
+    def scan_rejects(self) -> pd.DataFrame:
+        """Rows the CSV reader refused (row, reason, value); scans the file if nothing has yet."""
+        if self._bad is not None:
+            return self._bad
+        try:
+            self.con.execute(f"SELECT count(*) FROM {self.plain}").fetchall()
+        except duckdb.Error as exc:
+            raise self.error(exc) from exc
+        return self.collect_rejects()
+
+    def collect_rejects(self) -> pd.DataFrame:
+        """Read (and drop) DuckDB's rejects tables after a scan."""
+        if self._bad is not None:
+            return self._bad
+        try:
+            rej = self.con.sql(f"SELECT DISTINCT line, error_type, error_message, csv_line FROM {self._rt} "
+                               f"ORDER BY line").df()
+        except duckdb.Error:
+            rej = pd.DataFrame(columns=["line", "error_type", "error_message", "csv_line"])
+        self.con.execute(f"DROP TABLE IF EXISTS {self._rt}; DROP TABLE IF EXISTS {self._rs}")
+        h = len(self.layout.names)
+        reasons = []
+        for etype, msg in zip(rej["error_type"], rej["error_message"]):
+            m = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", str(msg))
+            if m and etype in ("TOO MANY COLUMNS", "MISSING COLUMNS"):
+                found = int(m.group(2))
+                trail = " (not counting the trailing delimiter)" if self.dialect.trailing_delimiter else ""
+                found -= 1 if self.dialect.trailing_delimiter and found > h else 0
+                reasons.append(f"{found} fields, header has {h}{trail}")
+            elif "encoding" in str(etype).lower() or "unicode" in str(msg).lower():
+                reasons.append(f"not valid {self.dialect.encoding} text: {OPTIONS_HINT}")
+            else:
+                reasons.append(f"unreadable row: {str(msg).splitlines()[0]}")
+        self._bad = pd.DataFrame({"row": rej["line"].astype("int64") - 1, "reason": reasons,
+                                  "value": rej["csv_line"].astype("string").str.slice(0, 200)})
+        return self._bad
+
+    def numbered(self) -> str:
+        """The table with ``_row``: the file's data row number, counting the rows the reader rejected."""
+        if self._numbered is not None:
+            return self._numbered
+        bad = self.scan_rejects()
+        base = f"(SELECT row_number() OVER () AS _rn, * FROM {self.plain})"
+        if bad.empty:
+            self._numbered = f"(SELECT _rn AS _row, * EXCLUDE (_rn) FROM {base})"
+        else:
+            gaps = bad["row"].sort_values().to_numpy()
+            # accepted row k is file row k + (number of rejected rows before it)
+            c = gaps - pd.RangeIndex(1, len(gaps) + 1).to_numpy()
+            g = pd.DataFrame({"c": c, "n": range(1, len(gaps) + 1)}).groupby("c", as_index=False)["n"].max()
+            name = f"_gaps_{uuid.uuid4().hex[:8]}"
+            self.con.register(name, g)
+            self._numbered = (f"(SELECT s._rn + coalesce(g.n, 0) AS _row, s.* EXCLUDE (_rn) FROM {base} s "
+                              f"ASOF LEFT JOIN {name} g ON s._rn > g.c)")
+        return self._numbered
+
+    def error(self, exc: Exception) -> ReadError:
+        msg = str(exc).splitlines()[0]
+        return ReadError(f"{self.path}: cannot be read as {self.dialect.describe()}: {msg}. If this is not how the "
+                         f"file is written, {OPTIONS_HINT}")
+
+    def close(self) -> None:
+        try:
+            self.con.execute(f"DROP TABLE IF EXISTS {self._rt}; DROP TABLE IF EXISTS {self._rs}")
+        except duckdb.Error:
+            pass
+        if self.layout is not None:
+            self.layout.close()
+
+
+@dataclass
+class Table:
+    frame: pd.DataFrame  # index = data row - 1; every column text for a CSV, as stored for Parquet
+    bad_rows: pd.DataFrame  # row, reason, value: rows the reader refused
+    dialect: Dialect
+    rows_in: int  # data rows in the file, refused ones included
+
+
+def read_table(path: str | Path, options: ReadOptions | None = None, nullstr: tuple[str, ...] = ("",),
+               what: str = "") -> Table:
+    """Read a whole (small enough) table into pandas through :class:`Source`: leads, priority lists, exports."""
+    path = Path(path)
+    if not path.exists():
+        raise ReadError(f"{path}: file not found")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:
+            raise ReadError(f"{path}: cannot be read as Parquet: {exc}") from exc
+        if frame.empty:
+            raise ReadError(f"{path}: the file has columns ({', '.join(map(str, frame.columns))}) but no data rows")
+        bad = pd.DataFrame({"row": pd.Series(dtype="int64"), "reason": pd.Series(dtype="str"),
+                            "value": pd.Series(dtype="str")})
+        return Table(frame.reset_index(drop=True), bad, Dialect("parquet"), len(frame))
+    con = duckdb.connect()
+    src = Source(path, con, options, nullstr)
+    try:
+        try:
+            frame = con.sql(f"SELECT * FROM {src.numbered()} ORDER BY _row").df()
+        except duckdb.Error as exc:
+            raise src.error(exc) from exc
+        bad = src.scan_rejects()
+        frame.index = frame.pop("_row").to_numpy() - 1
+        if TRAILING in frame:
+            over = frame.pop(TRAILING)
+            extra = over.notna() & (over.astype("string").str.strip() != "")
+            if extra.any():
+                h = len(src.layout.names)
+                bad = pd.concat([bad, pd.DataFrame({"row": frame.index[extra] + 1,
+                                                    "reason": f"{h + 1} fields, header has {h}",
+                                                    "value": over[extra].astype("string")})], ignore_index=True)
+                frame = frame[~extra.to_numpy()]
+        for c in frame.columns:
+            frame[c] = frame[c].astype("string").astype(object).where(frame[c].notna(), None)
+        rows_in = len(frame) + len(bad)
+        if rows_in == 0:
+            raise ReadError(f"{path}: the file has a header ({', '.join(src.columns)}) but no data rows")
+        if frame.empty:
+            raise ReadError(f"{path}: none of its {rows_in:,} rows could be read as {src.dialect.describe()}; "
+                            f"first problem: row {bad['row'].iloc[0]}: {bad['reason'].iloc[0]}. {OPTIONS_HINT}")
+        return Table(frame, bad.sort_values("row").reset_index(drop=True), src.dialect, rows_in)
+    finally:
+        src.close()
+        con.close()

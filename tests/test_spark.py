@@ -19,6 +19,7 @@ import pytest
 from leadscore import features
 from leadscore.batch import score_leads
 from leadscore.config import FeatureParams
+from leadscore.features import snapshot_grid
 from leadscore.vocabulary import FEATURE_EVENT_TYPES
 
 pytestmark = pytest.mark.slow
@@ -59,12 +60,13 @@ def spark(lsp):
     session.stop()
 
 
-def _assert_same_table(local: pd.DataFrame, spark: pd.DataFrame, key: str = "lead_id") -> None:
+def _assert_same_table(local: pd.DataFrame, spark: pd.DataFrame, key=("lead_id", "as_of")) -> None:
     """Same rows, columns (in order) and dtypes; floats equal to 1e-9, everything else exactly."""
     assert list(spark.columns) == list(local.columns)
+    key = [k for k in ([key] if isinstance(key, str) else key) if k in local.columns]
     local = local.sort_values(key).reset_index(drop=True)
     spark = spark.sort_values(key).reset_index(drop=True)
-    assert spark[key].tolist() == local[key].tolist()
+    assert spark[key].to_numpy().tolist() == local[key].to_numpy().tolist()
     assert spark.dtypes.astype(str).to_dict() == local.dtypes.astype(str).to_dict()
     for c in local.columns:
         a, b = local[c], spark[c]
@@ -176,8 +178,10 @@ def _edge_cases(tmp, params: FeatureParams, as_of):
     types = [e.name for e in FEATURE_EVENT_TYPES] + ["onboarding_session"]  # and a post-sale type: no feature
     assets = ["Case-Study:ACME", "ROI-calculator", "BLOG: tips", None, "whitepaper"]
     rows = []
+    export = pd.Timestamp(params.export_at) if params.export_at else EDGE_AS_OF + pd.Timedelta(days=140)
+    grid = pd.DatetimeIndex(snapshot_grid(params, export, created.min()))
     for i, (lead, c) in enumerate(zip(leads["lead_id"], created)):
-        snapshot = c + pd.Timedelta(days=params.snapshot_days)
+        snapshot = grid[grid > c][min(i % 4, (grid > c).sum() - 1)]  # one of the lead's own snapshot dates
         if i % 3 == 1:  # only the near-ties, before this run's as_of: the first and last activity
             anchor = snapshot if as_of is None else as_of
             rows += [(lead, anchor - pd.Timedelta(seconds=off), et, None, None) for off, et in TIES]
@@ -201,7 +205,9 @@ def _edge_cases(tmp, params: FeatureParams, as_of):
 
 @pytest.mark.parametrize("as_of", [None, EDGE_AS_OF], ids=["training-snapshots", "scoring"])
 def test_spark_features_equal_duckdb_on_edge_cases(lsp, spark, pipeline_data, tmp_path, as_of):
-    params = pipeline_data["params"].features.model_copy(update={"export_at": None})  # from the data, both engines
+    # training: a fixed export moment (the events sit on its snapshot dates); scoring: from the data, both engines
+    export_at = (EDGE_AS_OF + pd.Timedelta(days=140)).isoformat() if as_of is None else None
+    params = pipeline_data["params"].features.model_copy(update={"export_at": export_at})
     leads, events, priority = _edge_cases(tmp_path, params, as_of)
     extra = [{"name": "x_score", "group": "fit", "kind": "numeric", "description": "score {value}"},
              {"name": "x_tier", "group": "fit", "kind": "categorical", "description": "tier {value}"}]

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from leadscore import contract, features
 from leadscore.scoring import LeadScorer, reasons_json, sentences
+from leadscore.timeparse import parse_moment
 
 EXPLAIN_MODES = ("all", "mql", "changed", "none")
 SCORE_COLUMNS = ["probability", "points", "band", "fit_grade", "engagement_grade", "matrix_cell", "is_mql",
@@ -299,7 +300,7 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
     fparams = feature_params or scorer.feature_params
     if fparams is None:
         raise BatchError("the model does not record its feature params; pass them explicitly")
-    as_of_ts = features.to_utc_naive(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    as_of_ts = parse_moment(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     work = Path(workdir or tempfile.mkdtemp(prefix="leadscore-score-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from leadscore import contract, features, synth
+from leadscore import contract, features, safecsv, synth
 from leadscore.config import Params
 
 
@@ -58,7 +58,7 @@ def run_validate(params: Params, out_dir: str | Path) -> list[contract.FileRepor
     priority.to_parquet(out / "priority_accounts.parquet", index=False)
 
     all_rejects = pd.concat([r for r in rejects if len(r)] or [rejects[0]], ignore_index=True)
-    all_rejects.to_csv(rejects_path, index=False)
+    safecsv.to_csv(all_rejects, rejects_path, index=False)  # input values: safe to open in a spreadsheet
     report_path.write_text(json.dumps({"files": [asdict(r) for r in reports], "priority_accounts": len(priority),
                                        "mapping": mapping_report.to_dict() if mapping_report else None},
                                       indent=2, default=str))

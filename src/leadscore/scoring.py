@@ -146,7 +146,8 @@ def _json_escape(values) -> pd.Series:
     s = pd.Series(values, dtype=object).astype(str)
     for a, b in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
         s = s.str.replace(a, b, regex=False)
-    return s
+    # Every other control character (JSON allows none unescaped in a string): \u00XX.
+    return s.str.replace(r"[\x00-\x1f]", lambda m: f"\\u{ord(m.group()):04x}", regex=True)
 
 
 def reasons_json(names: np.ndarray, texts: np.ndarray, pts: np.ndarray, valid: np.ndarray) -> np.ndarray:

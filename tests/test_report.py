@@ -1,5 +1,6 @@
 """The marketers' report in a real headless browser: it loads cleanly, search finds a lead, and the
-lead's reasons appear and add up to its score."""
+lead's reasons appear and add up to its score; lead ids and text holding HTML, script tags and control
+characters neither break the page nor empty the lead list."""
 
 import json
 import os
@@ -12,7 +13,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def page(trained):
+def browser():
+    """One headless Chromium for the module (Playwright's sync API allows one running instance)."""
     if CHROMIUM is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed: .ci/run must install it")
@@ -20,17 +22,28 @@ def page(trained):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
-        pg = browser.new_page()
-        errors = []
-        pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-        pg.on("pageerror", lambda exc: errors.append(str(exc)))
-        pg.goto((trained["tmp"] / "outputs" / "report.html").resolve().as_uri())
-        pg.wait_for_load_state("load")
-        yield pg, errors
-        browser.close()
+        yield chromium
+        chromium.close()
+
+
+def _open(browser, path):
+    pg = browser.new_page()
+    errors = []
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.goto(path.resolve().as_uri())
+    pg.wait_for_load_state("load")
+    return pg, errors
+
+
+@pytest.fixture(scope="module")
+def page(trained, browser):
+    pg, errors = _open(browser, trained["tmp"] / "outputs" / "report.html")
+    yield pg, errors
+    pg.close()
 
 
 def test_report_loads_without_errors_and_shows_every_section(page):
@@ -72,3 +85,71 @@ def test_search_with_no_match_shows_nothing(page):
     assert pg.locator("#leads tbody tr").count() == 0
     pg.fill("#search", "")
     assert pg.locator("#leads tbody tr").count() > 0
+
+
+# ----------------------------------------------------------------------------- hostile input
+HOSTILE_IDS = ["<!--<script>", "</script><script>window.pwned=1</script>", "a&b<c>d", "L\u2028x"]
+
+
+@pytest.fixture(scope="module")
+def hostile_page(trained, browser, tmp_path_factory):
+    """A report rendered from leads whose ids and text fields hold HTML, script tags and control characters."""
+    import joblib
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from leadscore.report import lead_payload, render_report
+    from leadscore.scoring import threshold_table
+
+    scorer = joblib.load(trained["tmp"] / "models" / "scorer.joblib")
+    X = pd.read_parquet(trained["tmp"] / "features" / "features.parquet").head(60).reset_index(drop=True)
+    X.loc[: len(HOSTILE_IDS) - 1, "lead_id"] = HOSTILE_IDS
+    for c in (m["name"] for m in scorer.model.metadata if m["kind"] == "categorical"):
+        X[c] = X[c].astype(object)
+    X.loc[:9, "industry"] = "soft\x01ware <b>&amp;</b>\x0b\x1b \"q\" \\ </script>"
+    X.loc[:9, "country"] = "ger\tmany\r\n<!--"
+    exp = scorer.explain(X)
+    scored = scorer.score(X, explanation=exp)
+    for r in scored["reasons"]:
+        json.loads(r)
+    fig_a, fig_b = plt.figure(), plt.figure()
+    page_html = render_report(
+        subtitle="<hostile> & test", points=exp.points, threshold=scorer.mql_threshold, threshold_reason="t < 1 & 2",
+        bands_cfg=scorer.params.bands, band_table=pd.DataFrame({"band": ["A"], "leads": [len(X)]}),
+        matrix=scored.assign(win_rate=0.5, leads=1)[["fit_grade", "engagement_grade", "win_rate", "leads"]]
+        .drop_duplicates(["fit_grade", "engagement_grade"]),
+        threshold_tbl=threshold_table(exp.points, exp.probability, weeks=1.0),
+        mql_compare=pd.DataFrame({"scorer": ["model"], "mqls_per_week": [1.0]}), shares={"fit": 0.5, "behavior": 0.5},
+        figs={"drivers_bar": fig_a, "beeswarm": fig_b}, leads_json=lead_payload(X["lead_id"], scored, exp))
+    path = tmp_path_factory.mktemp("hostile") / "report.html"
+    path.write_text(page_html, encoding="utf-8")
+    pg, errors = _open(browser, path)
+    yield pg, errors, X, scored
+    pg.close()
+
+
+def test_hostile_ids_and_text_do_not_break_the_page_and_every_lead_is_listed(hostile_page):
+    pg, errors, X, _ = hostile_page
+    assert errors == []
+    assert pg.evaluate("typeof LEADS") == "object" and pg.evaluate("LEADS.length") == len(X)
+    assert pg.evaluate("window.pwned") is None
+    assert pg.eval_on_selector_all("script", "els => els.length") == 2  # the data and the page's own code
+    assert pg.locator("#leads tbody tr").count() == len(X)
+    ids = pg.eval_on_selector_all("#leads tbody tr", "els => els.map(e => e.dataset.id)")
+    assert set(HOSTILE_IDS) <= set(ids)
+
+
+def test_a_hostile_lead_shows_its_reasons_with_the_text_as_text(hostile_page):
+    pg, errors, X, scored = hostile_page
+    pg.fill("#search", "")
+    row = pg.locator("#leads tbody tr").filter(has_text="<!--<script>").first
+    row.click()
+    assert pg.inner_text("#detail-id") == "<!--<script>"
+    reasons = json.loads(scored["reasons"].iloc[0])
+    detail = pg.inner_text("#detail")
+    for r in reasons["positive"][:1]:
+        assert r["sentence"].split()[0] in detail
+    bold = pg.eval_on_selector_all("#detail b", "els => els.map(e => e.textContent)")
+    assert set(bold) <= {"Score", "MQL", "What pushed it over MQL:"}  # no markup from the data, only the page's
+    assert errors == []

@@ -127,6 +127,27 @@ def test_each_rewrite_computes_what_duckdb_computes_where_plain_transpilation_do
         assert not naive[["a", "b"]].equals(got[["a", "b"]]), f"{name}: the rewrite should not be needed?"
 
 
+def test_title_rules_on_spark_equal_duckdb_on_the_title_table(lsp, spark, tmp_path):
+    """Every title of the title table (tests/test_titles.py), and Unicode/whitespace corners, classified by
+    the transpiled CASE on Spark exactly as by DuckDB: word boundaries, anchors and precedence."""
+    from tests.test_titles import TITLES as TABLE
+
+    titles = list(TABLE) + TITLES + ["Geschäftsführerin", "Directeur Général", "PARTNER", "partner (tax)",
+                                     "Senior Partner", "Head of Partnerships", "ceo\u00e5", "\u00e5vp sales"]
+    x = pd.DataFrame({"i": range(len(titles)), "title": pd.Series(titles, dtype=object)})
+    x.to_parquet(tmp_path / "t.parquet", index=False)
+    spark.read.parquet(str(tmp_path / "t.parquet")).createOrReplaceTempView("l")
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW l AS SELECT * FROM read_parquet('{tmp_path / 't.parquet'}')")
+    sql = (f"SELECT l.i, {features._title_sql(features.SENIORITY_RULES, 'individual_contributor')} AS a, "
+           f"{features._title_sql(features.FUNCTION_RULES, 'other')} AS b FROM l")
+    expected = con.sql(sql).df().sort_values("i").reset_index(drop=True)
+    got = spark.sql(lsp.spark_sql(sql)).toPandas().sort_values("i").reset_index(drop=True)
+    assert got["a"].tolist() == expected["a"].tolist()
+    assert got["b"].tolist() == expected["b"].tolist()
+    assert expected.loc[[titles.index(t) for t in TABLE], ["a", "b"]].apply(tuple, axis=1).tolist() == list(TABLE.values())
+
+
 # ----------------------------------------------------------------------------- features
 @pytest.mark.parametrize("as_of", [None, AS_OF], ids=["training-snapshots", "scoring"])
 def test_spark_features_equal_duckdb_features(lsp, spark, pipeline_data, tmp_path, as_of):

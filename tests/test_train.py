@@ -47,9 +47,10 @@ def test_registered_pyfunc_reloads_and_gives_the_same_probabilities(trained):
     np.testing.assert_allclose(served["probability"].to_numpy(), local.predict_proba(table), rtol=0, atol=1e-12)
     assert model.metadata.get_input_schema() is not None
     scorer = joblib.load(trained["tmp"] / "models" / "scorer.joblib")
-    pd.testing.assert_frame_equal(served, scorer.score(table).reset_index(drop=True))
-    assert list(served.columns) == ["probability", "points", "band", "fit_grade", "engagement_grade", "matrix_cell",
-                                    "is_mql", "reasons", "pushed_over_mql"]
+    pd.testing.assert_frame_equal(served.drop(columns="lead_id"), scorer.score(table).reset_index(drop=True))
+    assert list(served.columns) == ["lead_id", "probability", "points", "band", "fit_grade", "engagement_grade",
+                                    "matrix_cell", "is_mql", "reasons", "pushed_over_mql"]
+    assert served["lead_id"].tolist() == table["lead_id"].tolist()
 
 
 def test_run_holds_params_metrics_lineage_and_the_challenger_alias(trained):

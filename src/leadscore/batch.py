@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from leadscore import contract, features
+from leadscore import contract, features, safecsv
 from leadscore.scoring import LeadScorer, reasons_json, sentences
 
 EXPLAIN_MODES = ("all", "mql", "changed", "none")
@@ -106,12 +106,19 @@ def _atomic_writer_path(out: Path) -> Path:
 
 
 def _reason_text(reasons: pd.Series) -> pd.Series:
-    """'+14.2 Visited the pricing page 3 times…; -8.2 Title seniority is assistant' from the JSON."""
+    """'Visited the pricing page 3 times… (+14.2); Title seniority is assistant (-8.2)' from the JSON: the
+    points after the sentence, so the text never starts with a sign (a spreadsheet would read +14.2 … as a
+    formula); JSON escapes decoded, control characters shown as spaces."""
     parts = reasons.astype(str).str.extractall(r'"sentence": "(?P<sentence>(?:[^"\\]|\\.)*)", "points": (?P<points>-?\d+\.\d)')
     if parts.empty:
         return pd.Series("", index=reasons.index, dtype=object)
+    sentence = parts["sentence"].astype(object)
+    escaped = sentence.str.contains("\\", regex=False).to_numpy(dtype=bool)
+    if escaped.any():  # few: quotes, backslashes and control characters in input values
+        sentence[escaped] = [json.loads(f'"{t}"') for t in sentence[escaped]]
+    sentence = sentence.astype(str).str.replace(r"[\x00-\x1f\x7f]", " ", regex=True)
     sign = np.where(parts["points"].str.startswith("-"), "", "+")
-    text = sign + parts["points"] + " " + parts["sentence"].str.replace('\\"', '"', regex=False)
+    text = sentence + " (" + sign + parts["points"] + ")"
     return text.groupby(level=0).agg("; ".join).reindex(reasons.index, fill_value="")
 
 
@@ -279,7 +286,7 @@ def reconcile(checked: CheckedInputs, n_scored: int, skipped: pd.DataFrame, reje
                          f"{len(skipped):,} not scored")
     rejects = pd.concat([skipped, checked.event_rejects.assign(stage="validation")], ignore_index=True)
     tmp_rejects = _atomic_writer_path(rejects_path)
-    rejects.to_csv(tmp_rejects, index=False)
+    safecsv.to_csv(rejects, tmp_rejects, index=False)
     invalid = len(checked.lead_rejects)
     if leads_in and invalid / leads_in > max_reject_share:
         tmp_rejects.replace(rejects_path)
@@ -404,7 +411,7 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
                 chunk["as_of"], chunk["scored_at"] = as_of_ts, scored_at
                 table = pa.Table.from_pandas(chunk, preserve_index=False)
                 if out_path.suffix.lower() == ".csv":
-                    chunk.to_csv(sink, index=False, header=writer is None)
+                    safecsv.to_csv(chunk, sink, index=False, header=writer is None)
                     writer = writer or True
                 else:
                     writer = writer or pq.ParquetWriter(sink, table.schema, compression="zstd")
@@ -418,7 +425,7 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
                 writer.close()
             elif writer is None:  # nothing to score: still a valid output, with every column
                 empty = empty_output(history=history_dir is not None or previous is not None)
-                empty.to_parquet(sink, index=False) if out_path.suffix.lower() != ".csv" else empty.to_csv(sink, index=False)
+                empty.to_parquet(sink, index=False) if out_path.suffix.lower() != ".csv" else safecsv.to_csv(empty, sink, index=False)
 
         finally:  # on an interrupt too: close what is open; the partial file is removed below
             if isinstance(writer, pq.ParquetWriter) and writer.is_open:

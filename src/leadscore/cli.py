@@ -1,7 +1,9 @@
 """The `leadscore` command: what users, schedulers and DVC stages call.
 
-Exit codes: 0 success, 2 bad usage, 3 input breaks the data contract, 4 scoring refused (model schema
-mismatch, too many rejected leads).
+Exit codes: 0 success, 2 bad usage (an option value the job cannot use, an unknown model or alias; checked
+before anything is read or written, and before the model loads where possible), 3 input breaks the data
+contract, 4 scoring refused (model schema mismatch, too many rejected leads). A mistake is a message, never
+a traceback.
 """
 
 from __future__ import annotations
@@ -23,22 +25,84 @@ from leadscore.config import load_params
 app = typer.Typer(help="leadscore: predictive lead scoring from CRM and marketing-automation exports.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
 console = Console(stderr=True)
+EXIT_USAGE = 2
 EXIT_CONTRACT = 3
 EXIT_BATCH = 4
+OUTPUT_SUFFIXES = (".csv", ".parquet")
+SHAP_ENGINES = ("fast", "lightgbm")
 
 ParamsOpt = typer.Option(Path("params.yaml"), "--params", "-p", help="params.yaml to read.", exists=True,
                          dir_okay=False)
 
 
-def _moment_or_exit(value: str) -> str:
-    """--as-of by the data's timestamp grammar (ISO 8601); anything else exits 2 before any work is done."""
+def _usage_error(message: str) -> typer.Exit:
+    console.print(f"[red]{message}[/red]", highlight=False)
+    return typer.Exit(EXIT_USAGE)
+
+
+def _as_of(value: str | None):
+    """``--as-of`` by the data's one timestamp grammar (:func:`leadscore.contract.parse_moment`), or exit 2
+    with the accepted forms, before any work is done."""
+    if value is None:
+        return None
     from leadscore.contract import parse_moment
 
     try:
-        return parse_moment(value, "--as-of").isoformat()
+        return parse_moment(value, "time")
     except ValueError as exc:
-        console.print(f"[red]{exc}[/red]", highlight=False)
-        raise typer.Exit(2) from exc
+        raise _usage_error(f"--as-of: {exc}") from None
+
+
+def _check_memory_limit(value: str | None) -> None:
+    import re
+
+    if value is not None and not re.fullmatch(r"\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*", value.upper()):
+        raise _usage_error(f"--memory-limit {value!r}: give an amount with a unit, e.g. 768MB or 2GB")
+
+
+def _load_model(model: str):
+    """The scorer for ``--model``, or exit 2 with what is wrong and what exists (aliases, versions)."""
+    from leadscore.batch import load_scorer
+
+    if model.endswith(".joblib") and not Path(model).is_file():
+        raise _usage_error(f"--model {model}: no such file")
+    if not model.endswith(".joblib") and "://" not in model and ":/" not in model and not Path(model).exists():
+        raise _usage_error(f"--model {model}: no such model folder; give models:/NAME@ALIAS, models:/NAME/VERSION, "
+                           f"an MLflow model folder or a scorer.joblib")
+    try:
+        return load_scorer(model)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises its own types for an unknown name, alias or run
+        from mlflow.exceptions import MlflowException
+
+        if not isinstance(exc, (MlflowException, OSError)):
+            raise
+        raise _usage_error(f"--model {model}: cannot load it: {_first_line(exc)}{_known_models(model)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _known_models(model: str) -> str:
+    """What the registry does hold for the name in ``models:/NAME@ALIAS`` (best effort)."""
+    if not model.startswith("models:/"):
+        return ""
+    name = model[len("models:/"):].split("@", 1)[0].split("/", 1)[0]
+    import mlflow
+
+    try:
+        client = mlflow.MlflowClient()
+        registered = client.get_registered_model(name)
+        aliases = ", ".join(f"@{a} (version {v})" for a, v in sorted(registered.aliases.items())) or "none"
+        versions = sorted((int(v.version) for v in client.search_model_versions(f"name = '{name}'")), reverse=True)
+        return f". Registered model {name!r}: aliases {aliases}; versions {', '.join(map(str, versions[:10])) or 'none'}"
+    except Exception:  # noqa: BLE001 - no registry, or no such name: the first message says enough
+        try:
+            names = sorted(m.name for m in mlflow.MlflowClient().search_registered_models(max_results=20))
+        except Exception:  # noqa: BLE001
+            return ""
+        return f". Registered models: {', '.join(names) or 'none'}"
 
 
 def _progress() -> Progress:
@@ -105,9 +169,9 @@ def features(
     """Build point-in-time fit, behavior and account features."""
     from leadscore.pipeline import run_features
 
+    moment = _as_of(as_of)
+    as_of = None if moment is None else moment.isoformat()
     params = load_params(params_file)
-    if as_of is not None:
-        as_of = _moment_or_exit(as_of)
     with console.status("building features in DuckDB"):
         build = run_features(params, validated, out, as_of=as_of)
     console.print(f"{build.leads_in:,} leads: {build.rows:,} feature rows of {build.leads_with_rows:,} leads, "
@@ -168,11 +232,11 @@ def score(
     priority_accounts: Path = typer.Option(None, help="Priority account list (CSV or Parquet).", exists=True),
     as_of: str = typer.Option(None, help="Score as of this moment (ISO 8601); default now."),
     out: Path = typer.Option(..., help="Output file: .parquet or .csv. Rejects go beside it (*.rejects.csv)."),
-    chunk_size: int = typer.Option(100_000, help="Leads scored per chunk (bounds memory)."),
+    chunk_size: int = typer.Option(100_000, min=1, help="Leads scored per chunk (bounds memory)."),
     explain: str = typer.Option("all", help="Reasons for: all | mql (at or near the threshold) | changed (only leads "
                                             "whose features changed since the last run; needs --history) | none."),
     history: Path = typer.Option(None, help="Append this run to a history folder and report changes since the last run."),
-    max_reject_share: float = typer.Option(0.05, help="Fail (exit 4) when more leads than this break the contract."),
+    max_reject_share: float = typer.Option(0.05, min=0.0, max=1.0, help="Fail (exit 4) when more leads than this break the contract."),
     shap_engine: str = typer.Option(None, help="Override the model's explanation engine: fast | lightgbm (same values)."),
     memory_limit: str = typer.Option(None, help="DuckDB memory limit for validation and features, e.g. 2GB (default "
                                                 "768MB; it spills past it; more is faster on large exports)."),
@@ -187,23 +251,33 @@ def score(
     decimal: str = typer.Option(None, help="Decimal separator of the inputs' numbers (. or ,); default: detected."),
 ) -> None:
     """Score every open lead of an export with a registered model: points, band, grades, MQL flag, reasons."""
-    from leadscore.batch import SCORING_MEMORY_LIMIT, BatchError, load_scorer, score_leads
+    from leadscore.batch import EXPLAIN_MODES, SCORING_MEMORY_LIMIT, BatchError, score_leads
     from leadscore.contract import ContractError
 
-    memory_limit = memory_limit or SCORING_MEMORY_LIMIT
-    if as_of is not None:
-        as_of = _moment_or_exit(as_of)
+    # Every option checked before anything is read, written or loaded: a mistake leaves the previous output.
+    moment = _as_of(as_of)
+    as_of = None if moment is None else moment.isoformat()
     from leadscore.reader import ReadOptions
 
     try:
         read_options = ReadOptions(sep, encoding, decimal)
     except ValueError as exc:
-        console.print(f"[red]{exc}[/red]", highlight=False)
-        raise typer.Exit(2) from exc
-
+        raise _usage_error(str(exc)) from None
     if engine not in ("local", "spark"):
-        console.print(f"[red]--engine must be local or spark, not {engine!r}[/red]")
-        raise typer.Exit(2)
+        raise _usage_error(f"--engine must be local or spark, not {engine!r}")
+    if explain not in EXPLAIN_MODES:
+        raise _usage_error(f"--explain must be one of {', '.join(EXPLAIN_MODES)}, not {explain!r}")
+    if explain == "changed" and history is None:
+        raise _usage_error("--explain changed reuses the last run's reasons: give --history FOLDER")
+    if shap_engine is not None and shap_engine not in SHAP_ENGINES:
+        raise _usage_error(f"--shap-engine must be one of {', '.join(SHAP_ENGINES)}, not {shap_engine!r}")
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        what = repr(out.suffix) if out.suffix else "a name without an extension"
+        raise _usage_error(f"--out {out}: the job writes .csv or .parquet, not {what}; end the name in .csv or .parquet")
+    if out.is_dir() and engine == "local":
+        raise _usage_error(f"--out {out} is a folder: give a file name ending in .csv or .parquet")
+    _check_memory_limit(memory_limit)
+    memory_limit = memory_limit or SCORING_MEMORY_LIMIT
     if engine == "spark":
         # The Spark job explains every lead and writes a Parquet folder; the rest is the local job's.
         problems = [msg for bad, msg in (
@@ -213,8 +287,8 @@ def score(
         ) if bad]
         if problems:
             console.print("[red]not available with --engine spark:[/red] " + "; ".join(problems), highlight=False)
-            raise typer.Exit(2)
-    scorer, name, version = load_scorer(model)
+            raise typer.Exit(EXIT_USAGE)
+    scorer, name, version = _load_model(model)
     try:
         if engine == "spark":
             run = _score_on_spark(scorer, name, version, leads, events, out, as_of, priority_accounts,

@@ -62,30 +62,82 @@ def _sql_list(values) -> str:
     return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
 
 
-# Title rules, first match wins: (label, RE2 pattern over the lower-cased title).
+# Title rules: a CASE over the trimmed, lower-cased title; the FIRST rule whose RE2 pattern matches
+# wins, so the order below is the precedence. ``\b`` is an ASCII word boundary (the Spark job rewrites it
+# into ASCII lookarounds, see :mod:`leadscore.spark`); RE2 has no lookarounds, so exceptions are rules of
+# their own placed before the rule they except. Seniority, in this order:
+#  1. student: student, intern, trainee, apprentice, MBA/PhD candidate.
+#  2. assistant *to* someone (executive/personal/administrative assistant, "assistant to the CFO",
+#     secretary, receptionist): before C-level, so "Executive Assistant to the CEO" is an assistant;
+#     then "chief of staff" (to the CEO): a director.
+#  3. C-level by its own words: chief … officer, CEO/CFO/CTO/…, founder, managing partner/director, chair,
+#     board member, Geschäftsführer, PDG, directeur général.
+#  4. vp: vice president (also executive/senior/assistant/associate), VP/SVP/EVP/AVP, head of: after 3 so
+#     "SVP and Chief Marketing Officer" is C-level, before 6 so "Vice President of Sales" is not.
+#  5. individual contributor for owner/partner roles that are not ownership: product/process/data owner,
+#     business partner ("HR Business Partner").
+#  6. C-level by president, owner, or partner as a rank ("Partner", "Partner, Audit", "Senior Partner"),
+#     never partner as a modifier ("Partner Marketing Manager", "Channel Partner Manager").
+#  7. director (also general manager, chief of staff, directeur/direktor), 8. manager (also team lead,
+#     "… lead" as the last word, supervisor, gerente, leiter; never "Lead Generation …"), 9. assistant
+#     (assistant, coordinator, clerk: after 7-8, so "Assistant Director" is a director), else
+#     individual_contributor ("Account Executive", "Product Owner", "Lead Generation Specialist").
+_PARTNER_RANK = r"(^|[,&/(|-] *|\b(managing|senior|founding|equity|general|name|salary) )partner *($|[,&/()|-])|^partner (at|with|@)"
+_ASSISTANT_TO = (r"\b(assistant|secretary|aide) to\b|\b(executive|personal|administrative|admin|office|virtual) "
+                 r"assistant\b|\b(receptionist|secretary)\b")
 SENIORITY_RULES = [
-    ("student", "\\b(student|intern|mba candidate|graduate|phd|trainee)\\b"),
-    ("c_level", "\\b(chief|ceo|cfo|cto|cmo|coo|cio|cro|president|founder|owner|partner)\\b"),
-    ("vp", "\\b(vp|svp|evp|vice president|head of)\\b"),
-    ("director", "\\bdirector\\b"),
-    ("manager", "\\b(manager|team lead|lead)\\b"),
-    ("assistant", "\\b(assistant|coordinator|receptionist|secretary)\\b"),
+    ("student", r"\b(student|intern|internship|trainee|apprentice|werkstudent|praktikant)\b|\b(mba|phd) "
+                r"(candidate|student)\b|\bgraduate (student|assistant)\b|\brecent graduate\b"),
+    ("assistant", _ASSISTANT_TO),
+    ("director", r"\bchief of staff\b"),
+    ("c_level", r"\bchief\b.*\bofficer\b|\bchief executive\b|\b(ceo|cfo|cto|cmo|coo|cio|cro|cso|ciso|cpo|cdo|cco|cxo)\b"
+                r"|\b(co-?founder|founder|managing partner|founding partner|managing director|chairman|chairwoman"
+                r"|chairperson|chair|board member|geschäftsführer|pdg)\b|\bdirect(eur|rice) g[ée]n[ée]ral"),
+    ("vp", r"\b(vice[ -]president|vp|svp|evp|avp|v\.p\.|head of)\b"),
+    ("individual_contributor", r"\b(product|process|service|data|content|system|systems|application|technical"
+                               r"|solution|platform) owner\b|\bbusiness partner\b"),
+    ("c_level", r"\b(president|owner|proprietor)\b|" + _PARTNER_RANK),
+    ("director", r"\b(director|directeur|directrice|directora|direktor|general manager|chief of staff)\b"),
+    ("manager", r"\b(manager|mgr|supervisor|team lead|team leader|leader|gerente|leiter|leiterin)\b"
+                r"|\blead *($|[,&/()|-])"),
+    ("assistant", r"\b(assistant|coordinator|clerk)\b"),
 ]
+# Job function, first match wins: whom someone assists never sets their function (an assistant *to* the
+# CFO works in administration), then marketing before sales ("Sales & Marketing Director" is marketing,
+# "Partner Marketing Manager" too), sales (with channel and partner roles), IT, engineering, product,
+# finance, operations, HR, general management (CEO, founder, owner, president: after the functions, so
+# "Vice President of Sales" is sales), administration.
 FUNCTION_RULES = [
-    ("marketing", "(market|growth|brand|demand|content|seo|communications)"),
-    ("sales", "(sales|account exec|business develop|revenue|\\bsdr\\b|\\bbdr\\b|\\bcro\\b)"),
-    ("it", "(\\bit\\b|information|\\bcio\\b|\\bcto\\b|technolog|system|security)"),
-    ("engineering", "(engineer|developer|software|data|architect)"),
-    ("finance", "(financ|\\bcfo\\b|accounting|accountant|controller)"),
-    ("operations", "(operation|\\bcoo\\b|supply|logistic|procurement)"),
-    ("hr", "(\\bhr\\b|human|people|talent|recruit)"),
-    ("general_management", "(ceo|founder|owner|president|general manager|executive)"),
+    ("administration", _ASSISTANT_TO + r"|\boffice manager\b"),
+    ("marketing", r"\bmarket(ing|er|ers)?\b|\b(growth|brand|branding|demand|content|seo|sem|communications?|pr"
+                  r"|public relations|social media|campaigns?|cmo)\b|\blead gen(eration)?\b"),
+    ("sales", r"\b(sales|selling|presales|pre-sales|bdr|sdr|bdm|cro|commercial|channels?|alliances?|partnerships?)\b"
+              r"|\baccount (executive|manager|management|director|lead)\b|\bkey account|\bbusiness development\b"
+              r"|\bchief revenue\b|\brevenue officer\b|\bpartner (manager|account|sales|development|programs?"
+              r"|success|relations)\b|\bcustomer success\b"),
+    ("it", r"\b(it|cio|ciso|infosec|cybersecurity|security|network|networks|infrastructure|helpdesk|devops|dba"
+           r"|sysadmin)\b|\binformation (technology|security|systems|officer)\b|\btechnology\b|\bcto\b"
+           r"|\bsystems? (admin|administrator|engineer|analyst)\b|\bhelp desk\b|\bchief technical\b"),
+    ("engineering", r"\b(engineer|engineering|developer|software|architect|programmer|data|scientist|qa"
+                    r"|r&d|research and development|machine learning)\b"),
+    ("product", r"\bproduct\b|\bcpo\b"),
+    ("finance", r"\b(finance|financial|cfo|accounting|accountant|controller|comptroller|treasurer|treasury"
+                r"|audit|auditor|tax|bookkeeper|payroll|fp&a)\b|\baccounts (payable|receivable)\b"),
+    ("operations", r"\b(operations|operational|operation|ops|coo|supply chain|logistics|procurement|purchasing"
+                   r"|buyer|facilities|facility|warehouse|production)\b"),
+    ("hr", r"\b(hr|hrbp|human resources|people|talent|recruiter|recruiting|recruitment|personnel"
+           r"|compensation|benefits)\b"),
+    ("general_management", r"\b(ceo|chief executive|founder|co-?founder|owner|proprietor|president|general manager"
+                           r"|managing director|managing partner|partner|chairman|chairwoman|chair|board member"
+                           r"|executive director|chief of staff|geschäftsführer|pdg)\b"),
+    ("administration", r"\b(assistant|secretary|receptionist|administrative|administrator|clerk)\b"),
 ]
 
 
 def _title_sql(rules: list[tuple[str, str]], otherwise: str) -> str:
     """A CASE over the title: 'unknown' when blank, the first rule whose pattern matches, else ``otherwise``."""
-    whens = "".join(f"\n        WHEN regexp_matches(lower(l.title), '{pattern}') THEN '{label}'" for label, pattern in rules)
+    whens = "".join(f"\n        WHEN regexp_matches(lower(trim(l.title)), '{pattern}') THEN '{label}'"
+                    for label, pattern in rules)
     return f"""CASE
         WHEN l.title IS NULL OR trim(l.title) = '' THEN 'unknown'{whens}
         ELSE '{otherwise}' END"""

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leadscore import contract, features, synth
+from leadscore import contract, features, safecsv, synth
 from leadscore.config import Params
 
 
@@ -64,7 +64,7 @@ def run_validate(params: Params, out_dir: str | Path) -> list[contract.FileRepor
     unmatched = contract.unmatched_priority(priority, leads)
 
     all_rejects = pd.concat([r for r in rejects if len(r)] or [rejects[0]], ignore_index=True)
-    all_rejects.to_csv(rejects_path, index=False)
+    safecsv.to_csv(all_rejects, rejects_path, index=False)  # input values: safe to open in a spreadsheet
     report_path.write_text(json.dumps({"files": [asdict(r) for r in reports], "priority_accounts": len(priority),
                                        "priority_accounts_matching_no_lead": len(unmatched),
                                        "mapping": mapping_report.to_dict() if mapping_report else None},

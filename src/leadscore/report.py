@@ -90,6 +90,16 @@ def lead_payload(lead_ids, scores: pd.DataFrame, exp, limit: int = MAX_LEADS) ->
     return df.to_json(orient="records")
 
 
+def script_json(text: str) -> str:
+    """JSON safe to embed in a ``<script>`` element: ``<``, ``>`` and ``&`` as ``\\u003c``, ``\\u003e``,
+    ``\\u0026`` (the same JSON, but no ``</script>`` or ``<!--`` the HTML parser could see in a lead id or a
+    reason), and U+2028/U+2029 escaped too."""
+    for ch, esc in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"), ("\u2028", "\\u2028"),
+                    ("\u2029", "\\u2029")):
+        text = text.replace(ch, esc)
+    return text
+
+
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>leadscore report</title>
 <style>
@@ -199,7 +209,7 @@ def render_report(*, subtitle: str, points: np.ndarray, threshold: float, thresh
         shares=html.escape(", ".join(f"{g}: {s:.0%}" for g, s in sorted(shares.items(), key=lambda kv: -kv[1]))
                            + " of all score movement"),
         drivers=_png(figs["drivers_bar"]), beeswarm=_png(figs["beeswarm"]),
-        leads_json=leads_json.replace("</", "<\\/"),
+        leads_json=script_json(leads_json),
         score_psi=score_psi,
         score_status="stable" if score_psi < 0.1 else "moderate shift" if score_psi < 0.25 else "major shift",
         drift=_table(drift_table.head(8), fmt={"psi": "{:.3f}"}) if drift_table is not None else "not available",

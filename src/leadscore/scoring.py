@@ -146,6 +146,11 @@ def _json_escape(values) -> pd.Series:
     s = pd.Series(values, dtype=object).astype(str)
     for a, b in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
         s = s.str.replace(a, b, regex=False)
+    # Every other control character (JSON allows none unescaped in a string): \u00XX, on the few that hold one.
+    control = s.str.contains(r"[\x00-\x1f]", regex=True).to_numpy(dtype=bool)
+    if control.any():
+        s = s.astype(object)
+        s[control] = s[control].str.replace(r"[\x00-\x1f]", lambda m: f"\\u{ord(m.group()):04x}", regex=True)
     return s
 
 

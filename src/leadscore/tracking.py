@@ -87,8 +87,8 @@ def _requirements() -> list[str]:
 
 
 def model_input_example(features: pd.DataFrame, feature_names: list[str], rows: int = 5) -> pd.DataFrame:
-    """Feature columns only, typed as in features.parquet (categories as text): the serving schema."""
-    ex = features[feature_names].head(rows).copy()
+    """``lead_id`` and the feature columns, typed as in features.parquet (categories as text)."""
+    ex = features[(["lead_id"] if "lead_id" in features.columns else []) + list(feature_names)].head(rows).copy()
     for c in ex.columns:
         if isinstance(ex[c].dtype, pd.CategoricalDtype):
             ex[c] = ex[c].astype(str)
@@ -96,12 +96,14 @@ def model_input_example(features: pd.DataFrame, feature_names: list[str], rows: 
 
 
 def model_signature(example: pd.DataFrame, output: pd.DataFrame):
-    """The inferred signature with every input column optional: a missing value is a valid input."""
+    """The inferred signature with every input column optional (a missing value is a valid input) and of
+    any type: MLflow would refuse int64 counts for a double column (a table read back from CSV, a hand-built
+    frame, a JSON request), while the model converts each column itself (LeadScoreModel.prepare)."""
     from mlflow.models import infer_signature
-    from mlflow.types.schema import ColSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, Schema
 
     sig = infer_signature(example, output)
-    sig.inputs = Schema([ColSpec(c.type, c.name, required=False) for c in sig.inputs.inputs])
+    sig.inputs = Schema([ColSpec(AnyType(), c.name, required=False) for c in sig.inputs.inputs])
     return sig
 
 
@@ -131,7 +133,9 @@ def log_training_run(*, params: dict, metrics: dict, scorer_path: Path, input_ex
             mlflow.log_artifact(str(path), dest)
         import joblib
 
-        output = joblib.load(scorer_path).score(input_example).reset_index(drop=True)
+        from leadscore.pyfunc import score_frame
+
+        output = score_frame(joblib.load(scorer_path), input_example)
         info = mlflow.pyfunc.log_model(
             name="model", python_model=LeadScorePyfunc(), artifacts={"scorer": str(scorer_path)},
             code_paths=[str(Path(leadscore.__file__).parent)], signature=model_signature(input_example, output),

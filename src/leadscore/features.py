@@ -8,7 +8,7 @@ and the outcome never does. Two ways to choose ``as_of``:
   creation only, never on its outcome. Its label is 1 when it was won within ``label_horizon_days``
   after the snapshot. Leads that cannot give an honest example are listed with the reason: decided
   at or before the snapshot, too young at export time, or still open with the label window unfinished.
-* **scoring** (``as_of=<timestamp>``): every lead created before that moment, no label.
+* **scoring** (``as_of=<timestamp>``): every lead created strictly before that moment, no label.
 
 Every feature is defined once, in :func:`feature_specs`: its SQL, its group (fit / behavior /
 account) and the sentence that explanations fill in ("visited the pricing page {value} times in the
@@ -199,7 +199,7 @@ def _snapshot_sql(params: FeatureParams, as_of: pd.Timestamp | None, export_at: 
         label = f"CAST(l.outcome = 'won' AND l.outcome_at < {as_of_sql} + {horizon} AS INTEGER)"
     else:
         as_of_sql = f"TIMESTAMP '{as_of.isoformat(sep=' ')}'"
-        exclusion = f"CASE WHEN l.created_at > {as_of_sql} THEN 'created after as_of' END"
+        exclusion = f"CASE WHEN l.created_at >= {as_of_sql} THEN 'created at or after as_of' END"
         label = "CAST(NULL AS INTEGER)"
     return f"""
         SELECT l.lead_id, {as_of_sql} AS as_of, {label} AS label, {exclusion} AS excluded_because,

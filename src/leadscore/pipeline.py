@@ -94,13 +94,45 @@ def guard_leakage(split, meta: list[dict], train_params, declared_by_mapping=())
                           pure_values_rule=False)
 
 
+def dump_deterministic(obj, path: str | Path) -> None:
+    """``joblib.dump``, but every set and frozenset is pickled sorted: their order follows PYTHONHASHSEED
+    (e.g. pydantic's ``__pydantic_fields_set__``), so a plain dump gives other bytes in every process."""
+    from joblib.numpy_pickle import NumpyPickler
+
+    class SortedSetPickler(NumpyPickler):
+        def reducer_override(self, obj):
+            if type(obj) in (set, frozenset) and len(obj) > 1:
+                return type(obj), (sorted(obj, key=lambda v: (type(v).__name__, repr(v))),)
+            return NotImplemented
+
+    with open(path, "wb") as f:
+        SortedSetPickler(f).dump(obj)
+
+
+def seeded_global_numpy(seed: int):
+    """Seed NumPy's global generator for the duration (shap's beeswarm jitters with it), then restore it."""
+    import contextlib
+
+    import numpy as np
+
+    @contextlib.contextmanager
+    def scope():
+        state = np.random.get_state()
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
+
+    return scope()
+
+
 def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, reports_dir: str | Path,
               outputs_dir: str | Path = "outputs", log_to_mlflow: bool = True) -> dict:
     """Split by time; train and calibrate LightGBM; fit the rule baseline's probability map; choose the
     MQL threshold on the calibration period; evaluate, score and explain the test quarter (model,
     baseline and, on synthetic data, the truth); write metrics, plots, tables, the report and the
     scorer; log it all to MLflow and register the scorer."""
-    import joblib
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -225,7 +257,8 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
     explanations.to_parquet(reports_dir / "explanations.parquet", index=False)
     all_curves = {name: evaluate.curves(y, p) for name, p in scores.items() if name != "model_uncalibrated"}
     evaluate.write_plot_data(all_curves, reports_dir / "plots")
-    figs = {**evaluate.figures(all_curves), **explain.figures(exp, test, importance)}
+    with seeded_global_numpy(params.seed):  # the beeswarm's jitter: same seed, same figure and report
+        figs = {**evaluate.figures(all_curves), **explain.figures(exp, test, importance)}
     for name, fig in figs.items():
         fig.savefig(reports_dir / "figures" / f"{name}.png", bbox_inches="tight")
     html_page = report.render_report(
@@ -238,9 +271,8 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
         drift_table=fd, score_psi=score_psi, calibration_periods=calibration_periods, leakage=leakage)
     report_path = outputs_dir / "report.html"
     report_path.write_text(html_page, encoding="utf-8")
-    joblib.dump(model, models_dir / "model.joblib")
-    joblib.dump(scorer, models_dir / "scorer.joblib")
-    joblib.dump(baseline, models_dir / "baseline.joblib")
+    for obj, name in ((model, "model.joblib"), (scorer, "scorer.joblib"), (baseline, "baseline.joblib")):
+        dump_deterministic(obj, models_dir / name)  # same seed, same bytes
 
     result = {"metrics": metrics, "summary": summary, "model_path": models_dir / "model.joblib",
               "scorer_path": models_dir / "scorer.joblib", "report": report_path}

@@ -122,6 +122,21 @@ def test_scoring_mode_uses_one_as_of_and_has_no_label(tmp_path):
     assert set(pd.read_csv(build.exclusions)["lead_id"]) == {"L5"}  # created after as_of
 
 
+def test_a_lead_created_exactly_at_as_of_is_not_scored_one_created_just_before_is(tmp_path):
+    _hand_made(tmp_path)
+    as_of = pd.Timestamp("2025-01-15")
+    leads = pd.read_parquet(tmp_path / "leads.parquet")
+    leads.loc[leads["lead_id"] == "L3", "created_at"] = as_of
+    leads.loc[leads["lead_id"] == "L4", "created_at"] = as_of - pd.Timedelta(microseconds=1)
+    leads.to_parquet(tmp_path / "leads.parquet", index=False)
+    build = build_features(tmp_path / "leads.parquet", tmp_path / "events.parquet", tmp_path / "score", PARAMS,
+                           as_of=as_of)
+    scored = set(pd.read_parquet(build.features)["lead_id"])
+    excluded = pd.read_csv(build.exclusions).set_index("lead_id")["reason"]
+    assert "L4" in scored and "L3" not in scored
+    assert excluded["L3"] == "created at or after as_of"
+
+
 # ----------------------------------------------------------------------------- properties
 def _features(build):
     return pd.read_parquet(build.features).drop(columns=["label"]).set_index("lead_id").sort_index()

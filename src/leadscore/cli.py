@@ -198,43 +198,47 @@ def score(
         if problems:
             console.print("[red]not available with --engine spark:[/red] " + "; ".join(problems), highlight=False)
             raise typer.Exit(2)
+
     def interrupted(signum, frame):  # SIGTERM unwinds like Ctrl-C: temporary files and work folder removed
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupted)
+    previous_handler = signal.signal(signal.SIGTERM, interrupted)
     try:
-        scorer, name, version = load_scorer(model, trust_file=trust_model)
-    except BatchError as exc:
-        console.print(f"[red]scoring refused[/red]\n{exc}", highlight=False)
-        raise typer.Exit(EXIT_BATCH) from exc
-    try:
-        if engine == "spark":
-            run = _score_on_spark(scorer, name, version, leads, events, out, as_of, priority_accounts,
-                                  max_reject_share, shap_engine, spark_master, spark_workdir, memory_limit)
-        else:
-            with _progress() as progress:
-                task = progress.add_task("scoring leads", total=None)
-                run = score_leads(scorer, leads, events, out, as_of=as_of, priority_path=priority_accounts,
-                                  model_name=name, model_version=version, chunk_size=chunk_size, explain=explain,
-                                  history_dir=history, max_reject_share=max_reject_share, engine=shap_engine,
-                                  memory_limit=memory_limit, progress=lambda n: progress.advance(task, n),
-                                  lock_wait=lock_wait, allow_unfit=allow_unfit)
-    except ContractError as exc:
-        console.print(f"[red]input breaks the data contract[/red]\n{exc}", highlight=False)
-        raise typer.Exit(EXIT_CONTRACT) from exc
-    except BatchError as exc:
-        console.print(f"[red]scoring refused[/red]\n{exc}", highlight=False)
-        raise typer.Exit(EXIT_BATCH) from exc
-    except JobIOError as exc:
-        console.print(f"[red]scoring failed[/red]: {exc}", highlight=False)
-        raise typer.Exit(EXIT_IO) from exc
-    except JobBusy as exc:
-        console.print(f"[red]scoring refused[/red]: {exc}", highlight=False)
-        raise typer.Exit(EXIT_BUSY) from exc
-    except KeyboardInterrupt as exc:
-        console.print("[red]interrupted[/red]: nothing was replaced; the previous output, rejects and history are "
-                      "as they were.", highlight=False)
-        raise typer.Exit(EXIT_INTERRUPTED) from exc
+        try:
+            scorer, name, version = load_scorer(model, trust_file=trust_model)
+        except BatchError as exc:
+            console.print(f"[red]scoring refused[/red]\n{exc}", highlight=False)
+            raise typer.Exit(EXIT_BATCH) from exc
+        try:
+            if engine == "spark":
+                run = _score_on_spark(scorer, name, version, leads, events, out, as_of, priority_accounts,
+                                      max_reject_share, shap_engine, spark_master, spark_workdir, memory_limit)
+            else:
+                with _progress() as progress:
+                    task = progress.add_task("scoring leads", total=None)
+                    run = score_leads(scorer, leads, events, out, as_of=as_of, priority_path=priority_accounts,
+                                      model_name=name, model_version=version, chunk_size=chunk_size, explain=explain,
+                                      history_dir=history, max_reject_share=max_reject_share, engine=shap_engine,
+                                      memory_limit=memory_limit, progress=lambda n: progress.advance(task, n),
+                                      lock_wait=lock_wait, allow_unfit=allow_unfit)
+        except ContractError as exc:
+            console.print(f"[red]input breaks the data contract[/red]\n{exc}", highlight=False)
+            raise typer.Exit(EXIT_CONTRACT) from exc
+        except BatchError as exc:
+            console.print(f"[red]scoring refused[/red]\n{exc}", highlight=False)
+            raise typer.Exit(EXIT_BATCH) from exc
+        except JobIOError as exc:
+            console.print(f"[red]scoring failed[/red]: {exc}", highlight=False)
+            raise typer.Exit(EXIT_IO) from exc
+        except JobBusy as exc:
+            console.print(f"[red]scoring refused[/red]: {exc}", highlight=False)
+            raise typer.Exit(EXIT_BUSY) from exc
+        except KeyboardInterrupt as exc:
+            console.print("[red]interrupted[/red]: nothing was replaced; the previous output, rejects and history are "
+                          "as they were.", highlight=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from exc
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     for warning in getattr(run, "warnings", []):
         console.print(f"[bold red]WARNING[/bold red] {warning}", highlight=False)
     for note in getattr(run, "recovered", []):

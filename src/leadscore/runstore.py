@@ -378,7 +378,7 @@ def os_error_sentence(exc: OSError, what: str = "") -> str:
     elif code in (errno.EACCES, errno.EPERM):
         text = f"cannot write {place}: permission denied"
     elif code in (errno.ENOSPC, errno.EDQUOT):
-        text = f"no space left on the device of {path.parent if exc.filename else (what or 'the output')} (disk full or quota)"
+        text = f"no space left on the device of {Path(str(exc.filename or what or '.')).parent} (disk full or quota)"
     elif code == errno.ENOENT:
         text = f"{path} does not exist"
     elif code == errno.EISDIR:

@@ -59,51 +59,65 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- 1. transactional runs
+def _wait_paused(proc, marker: Path, what: str) -> None:
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    if not marker.exists():
+        err = proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "timeout"
+        raise AssertionError(f"{what}: never paused: {err}")
+
+
 def test_a_job_killed_at_each_phase_leaves_history_equal_to_the_committed_runs(job, tmp_path):
-    """A real SIGKILL at every named phase (the job pauses there via LEADSCORE_PAUSE_AT); after the next job's
-    recovery the output is the last committed run's, the history holds exactly the committed runs, and no
-    temporary file, backup, journal, uncommitted history file or work folder is left."""
-    out, hist, tmpdir = tmp_path / "out" / "scores.parquet", tmp_path / "history", tmp_path / "tmpdir"
-    out.parent.mkdir()
-    tmpdir.mkdir()
-    _run(job, out, history_dir=hist)
-    committed_output = out.read_bytes()
-    committed_rejects = out.with_name("scores.rejects.csv").read_bytes()
-    expected_runs = 1
-    for phase in runstore.PHASES:
-        marker = tmp_path / f"paused-{phase}"
+    """A real SIGKILL at every named phase (the job pauses there via LEADSCORE_PAUSE_AT; one job per phase,
+    all at once, each on its own output and history); after the next job's recovery the output is the last
+    committed run's, the history holds exactly the committed runs, and no temporary file, backup,
+    journal, uncommitted history file or work folder is left. A SIGTERM instead unwinds (exit 130) and
+    removes everything itself."""
+    cases = [(phase, signal.SIGKILL) for phase in runstore.PHASES] + [("scored", signal.SIGTERM)]
+    running = []
+    for i, (phase, sig) in enumerate(cases):
+        folder = tmp_path / f"{i}-{phase}"
+        out, hist, tmpdir, marker = folder / "scores.parquet", folder / "history", folder / "tmpdir", folder / "paused"
+        tmpdir.mkdir(parents=True)
+        _run(job, out, history_dir=hist)
+        before = (out.read_bytes(), out.with_name("scores.rejects.csv").read_bytes())
         env = {**os.environ, runstore.PAUSE_ENV: phase, runstore.PAUSE_FILE_ENV: str(marker), "TMPDIR": str(tmpdir)}
         proc = subprocess.Popen(_cli(job, out, "--history", str(hist)), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
-        deadline = time.time() + 180
-        while not marker.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
-        assert marker.exists(), f"{phase}: never paused: {proc.stderr.read().decode()[-2000:] if proc.poll() is not None else 'timeout'}"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        running.append((phase, sig, folder, out, hist, tmpdir, marker, before, proc))
+    for phase, sig, folder, out, hist, tmpdir, marker, before, proc in running:
+        _wait_paused(proc, marker, phase)
+        proc.send_signal(sig)
+        code = proc.wait(timeout=120)
         proc.stderr.close()
+        rejects = out.with_name("scores.rejects.csv")
+        if sig == signal.SIGTERM:  # unwound by the job itself: nothing replaced, nothing left
+            assert code == EXIT_INTERRUPTED
+            assert (out.read_bytes(), rejects.read_bytes()) == before
+            assert _leftovers(folder) == [] and list(tmpdir.iterdir()) == []
+            assert len(runstore.history_runs(hist)) == 1
+            continue
         assert list(tmpdir.glob(runstore.WORK_PREFIX + "*")), phase  # a SIGKILL leaves the work folder...
         # ... and the next job on this output cleans up first, under the locks (the same calls)
         with runstore.locked({runstore.file_lock(out): "out", hist / ".lock": "history"}, "test"):
-            runstore.recover(out, out.with_name("scores.rejects.csv"))
+            runstore.recover(out, rejects)
             runstore.sweep_history(hist)
             runstore.sweep_work_dirs(tmpdir)
-        if phase == "committed":  # killed after its commit point: the run counts
-            expected_runs += 1
-            committed_output = out.read_bytes()
-            committed_rejects = out.with_name("scores.rejects.csv").read_bytes()
-        assert out.read_bytes() == committed_output, phase
-        assert out.with_name("scores.rejects.csv").read_bytes() == committed_rejects, phase
         runs = runstore.history_runs(hist)
-        assert len(runs) == expected_runs, phase
+        if phase == "committed":  # killed after its commit point: the run counts, its output is in place
+            assert len(runs) == 2 and (out.read_bytes(), rejects.read_bytes()) != before
+        else:
+            assert len(runs) == 1, phase
+            assert (out.read_bytes(), rejects.read_bytes()) == before, phase
         assert all(r["data_path"].exists() for r in runs)
-        assert _leftovers(tmp_path) == [], phase
+        assert _leftovers(folder) == [], phase
         assert not list(tmpdir.glob(runstore.WORK_PREFIX + "*")), phase
-    final = _run(job, out, history_dir=hist)
-    runs = runstore.history_runs(hist)
-    assert len(runs) == expected_runs + 1 and runs[-1]["run_id"] == final.run_id
-    assert len({r["run_id"] for r in runs}) == len(runs)
-    assert pd.read_parquet(out)["scored_at"].iloc[0] == pd.Timestamp(final.scored_at)
+        final = _run(job, out, history_dir=hist, as_of="2026-06-02T00:00:00")
+        runs = runstore.history_runs(hist)
+        assert len(runs) == (3 if phase == "committed" else 2) and runs[-1]["run_id"] == final.run_id
+        assert len({r["run_id"] for r in runs}) == len(runs)
+        assert pd.read_parquet(out)["scored_at"].iloc[0] == pd.Timestamp(final.scored_at)
 
 
 def test_recovery_rolls_back_a_run_killed_between_the_swap_and_the_commit(job, tmp_path, monkeypatch):
@@ -201,20 +215,6 @@ def test_the_work_folder_is_removed_on_failure_and_interrupt(job, tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         _run(job, tmp_path / "b.parquet", chunk_size=50, progress=boom)
     assert list(tmpdir.iterdir()) == [] and _leftovers(tmp_path) == []
-
-
-def test_sigterm_unwinds_and_removes_the_work_folder(job, tmp_path):
-    tmpdir, marker = tmp_path / "tmpdir", tmp_path / "paused"
-    tmpdir.mkdir()
-    out = tmp_path / "scores.parquet"
-    env = {**os.environ, runstore.PAUSE_ENV: "scored", runstore.PAUSE_FILE_ENV: str(marker), "TMPDIR": str(tmpdir)}
-    proc = subprocess.Popen(_cli(job, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == EXIT_INTERRUPTED
-    assert list(tmpdir.iterdir()) == [] and _leftovers(tmp_path) == [] and not out.exists()
 
 
 # ----------------------------------------------------------------------------- 3. OS-level failures
@@ -329,16 +329,18 @@ WALL_CLOCK = {
 def test_same_seed_same_bytes_across_hash_seeds(tmp_path):
     """Two fresh folders, PYTHONHASHSEED 1 and 2: every file the pipeline writes (data, features, models,
     reports, figures, report.html, model card, scores) is byte-identical, except the WALL_CLOCK list."""
-    dirs = []
-    for seed in ("1", "2"):
+    dirs, procs = [], []
+    for seed in ("1", "2"):  # both at once: the wall time of one
         d = tmp_path / f"run{seed}"
         (d / "scores").mkdir(parents=True)
         env = {**os.environ, "PYTHONHASHSEED": seed}
         env.pop("MLFLOW_TRACKING_URI", None)
-        r = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT.format(root=str(ROOT))], cwd=d, env=env,
-                           capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr[-3000:]
+        procs.append(subprocess.Popen([sys.executable, "-c", DETERMINISM_SCRIPT.format(root=str(ROOT))], cwd=d,
+                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
         dirs.append(d)
+    for p in procs:
+        _, err = p.communicate(timeout=900)
+        assert p.returncode == 0, err[-3000:]
     a, b = dirs
     listing = [sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and not str(p.relative_to(d)).startswith("scores/"))
                for d in dirs]

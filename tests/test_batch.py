@@ -92,7 +92,7 @@ def test_a_killed_process_leaves_the_previous_output_intact(job, tmp_path):
     before = out.read_bytes()
     cmd = [str(Path(sys.executable).parent / "leadscore"), "score", "--model", str(job["tmp"] / "models" / "scorer.joblib"),
            "--leads", str(job["leads"]), "--events", str(job["events"]), "--as-of", AS_OF, "--out", str(out),
-           "--chunk-size", "10"]
+           "--chunk-size", "10", "--trust-model"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline and not list(tmp_path.glob(".scores.csv.*.partial")):
@@ -138,9 +138,8 @@ def test_explain_mql_gives_reasons_only_at_or_near_the_threshold(job, tmp_path):
 
 def test_history_reports_changes_and_reuses_unchanged_reasons(job, tmp_path):
     hist = tmp_path / "history"
-    first = _run(job, tmp_path / "a.parquet", history_dir=hist, as_of="2026-05-31T00:00:00")
-    time.sleep(1.1)  # a new run file name (second resolution)
-    second = _run(job, tmp_path / "b.parquet", history_dir=hist)
+    _run(job, tmp_path / "a.parquet", history_dir=hist, as_of="2026-05-31T00:00:00")
+    second = _run(job, tmp_path / "b.parquet", history_dir=hist)  # compares with the previous as_of (31 May)
     b = pd.read_parquet(second.output)
     both = b[b["previous_points"].notna()]
     assert len(both) > 0
@@ -151,8 +150,10 @@ def test_history_reports_changes_and_reuses_unchanged_reasons(job, tmp_path):
     assert reasons and all({"feature", "sentence", "points"} <= set(r) for r in reasons)
     newly = b[b["newly_mql"]]
     assert (newly["is_mql"] & ~(newly["previous_points"] >= job["scorer"].mql_threshold)).all()
-    time.sleep(1.1)
-    third = _run(job, tmp_path / "c.parquet", history_dir=hist, explain="changed")
+    # One microsecond later nothing a feature can see has changed (ages are kept to the thousandth of a
+    # day): every lead reuses the 1 June run's scores and reasons.
+    third = _run(job, tmp_path / "c.parquet", history_dir=hist, explain="changed", as_of="2026-06-01T00:00:00.000001")
+    assert third.previous_as_of == "2026-06-01T00:00:00"
     assert third.reused == third.scored and third.explained == 0
     c = pd.read_parquet(third.output).set_index("lead_id")
     b = b.set_index("lead_id")

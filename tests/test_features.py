@@ -229,6 +229,21 @@ def test_export_moment_keeps_a_real_recent_surge_and_honours_params():
     assert export_moment(stray, "2026-07-01T00:00:00+02:00").at == pd.Timestamp("2026-06-30T22:00:00")
 
 
+def test_a_lead_created_exactly_at_as_of_is_not_scored_one_created_just_before_is(tmp_path):
+    _hand_made(tmp_path)
+    as_of = pd.Timestamp("2025-01-15")
+    leads = pd.read_parquet(tmp_path / "leads.parquet")
+    leads.loc[leads["lead_id"] == "L3", "created_at"] = as_of
+    leads.loc[leads["lead_id"] == "L4", "created_at"] = as_of - pd.Timedelta(microseconds=1)
+    leads.to_parquet(tmp_path / "leads.parquet", index=False)
+    build = build_features(tmp_path / "leads.parquet", tmp_path / "events.parquet", tmp_path / "score", PARAMS,
+                           as_of=as_of)
+    scored = set(pd.read_parquet(build.features)["lead_id"])
+    excluded = pd.read_csv(build.exclusions).set_index("lead_id")["reason"]
+    assert "L4" in scored and "L3" not in scored
+    assert excluded["L3"] == "created at or after as_of"
+
+
 # ----------------------------------------------------------------------------- properties
 def _features(build):
     return pd.read_parquet(build.features).drop(columns=["label"]).set_index(["lead_id", "as_of"]).sort_index()

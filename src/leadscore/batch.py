@@ -10,14 +10,18 @@ input lead ends up in the output or in the rejects file with its reason, and the
 threshold, within ``near_mql_points``); ``changed`` (leads whose features did not change since the last
 run in the history reuse that run's scores and reasons; needs ``history_dir``); ``none`` (points, band
 and MQL flag only: one plain prediction per lead).
+
+What makes it safe to schedule (locks, all-or-nothing runs with the history, recovery after a kill,
+file modes, one sentence per OS error) is :mod:`leadscore.runstore`. The history is partitioned by
+``as_of`` date and "change since the last run" compares with the run of the latest earlier ``as_of``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import shutil
-import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +30,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from leadscore import contract, features, safecsv
+from leadscore import contract, features, runstore, safecsv
+from leadscore.runstore import JobBusy, JobIOError  # noqa: F401 (re-exported for the CLI)
 from leadscore.scoring import LeadScorer, reasons_json, sentences
 
 EXPLAIN_MODES = ("all", "mql", "changed", "none")
@@ -36,6 +41,14 @@ SCORE_COLUMNS = ["probability", "points", "band", "fit_grade", "engagement_grade
 
 class BatchError(RuntimeError):
     """The job cannot produce a trustworthy output (schema mismatch, too many rejects)."""
+
+
+class UntrustedModel(BatchError):
+    """A local model file the registry does not know: unpickling it would run whatever code it holds."""
+
+
+#: Share of the model's signal (LightGBM gain) above which an input without events is refused.
+BEHAVIOR_SIGNAL_LIMIT = 0.5
 
 
 @dataclass
@@ -58,16 +71,69 @@ class ScoreRun:
     event_rejected_by_reason: dict = field(default_factory=dict)
     inputs: dict = field(default_factory=dict)  # file → how it was read (separator, encoding, decimal, ...)
     warnings: list = field(default_factory=list)  # values set to missing, priority entries matching no lead, ...
+    run_id: str = ""
+    recovered: list = field(default_factory=list)
+    previous_as_of: str | None = None
 
 
 # ----------------------------------------------------------------------------- the model
-def load_scorer(model: str) -> tuple[LeadScorer, str, str]:
+SCORER_SHA256_TAG = "scorer_sha256"  # model-version tag: the sha256 of the registered scorer.joblib
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def registered_version_of(path) -> tuple[str, str, str]:
+    """(name, version, sha256) of the registered model version whose scorer has the bytes of ``path``,
+    looked up in the project's registry by the checksum recorded when it was registered. The file is
+    only read, never unpickled. Raises :class:`UntrustedModel` when no version matches."""
+    digest = file_sha256(path)
+    import mlflow
+
+    from leadscore.tracking import tracking_uri
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
+    try:
+        versions, token = [], None
+        while True:
+            page = client.search_model_versions(max_results=200, page_token=token)
+            versions += list(page)
+            token = page.token
+            if not token:
+                break
+    except Exception as exc:  # no registry there (a new database, another server down): nothing to trust
+        raise UntrustedModel(f"{path}: cannot check this model file against the registry at {uri} ({exc}); a model "
+                             f"file is code: score a registered model (models:/NAME@ALIAS), or pass --trust-model if "
+                             f"you made this file yourself.") from exc
+    for v in versions:
+        if (v.tags or {}).get(SCORER_SHA256_TAG) == digest:
+            return v.name, str(v.version), digest
+    raise UntrustedModel(f"{path} (sha256 {digest[:12]}…) matches no model version in the registry at {uri}; a model "
+                         f"file is code and loading it runs it: score a registered model (models:/NAME@ALIAS), or "
+                         f"pass --trust-model if you made this file yourself.")
+
+
+def load_scorer(model: str, trust_file: bool = False) -> tuple[LeadScorer, str, str]:
     """A scorer from ``models:/name@alias`` (or ``models:/name/3``, ``runs:/…``), an MLflow model folder,
-    or a ``scorer.joblib``. Returns (scorer, model name, version)."""
+    or a ``scorer.joblib``. Returns (scorer, model name, version).
+
+    A pickle runs code when loaded: a local ``.joblib`` is loaded only when its sha256 equals the one the
+    registry recorded for a version when it was registered (name and version are then that version's),
+    or when ``trust_file`` (``--trust-model``) says the caller made it."""
     if model.endswith(".joblib"):
         import joblib
 
-        return joblib.load(model), Path(model).stem, "local"
+        if trust_file:
+            return joblib.load(model), Path(model).stem, "local"
+        name, version, _ = registered_version_of(model)
+        return joblib.load(model), name, version
     import mlflow
 
     from leadscore.tracking import tracking_uri
@@ -97,12 +163,48 @@ def check_schema(scorer: LeadScorer, columns) -> None:
                          f"params the model was trained with, or retrain.")
 
 
+def signal_shares(scorer: LeadScorer) -> tuple[dict[str, float], dict[str, float]]:
+    """Each feature's and each group's (fit / behavior / account) share of the model's total gain."""
+    booster = scorer.model.booster
+    gain = np.asarray(booster.feature_importance(importance_type="gain"), dtype=float)
+    total = gain.sum() or 1.0
+    per_feature = dict(zip(booster.feature_name(), gain / total))
+    groups: dict[str, float] = {}
+    for m in scorer.model.metadata:
+        groups[m["group"]] = groups.get(m["group"], 0.0) + float(per_feature.get(m["name"], 0.0))
+    return per_feature, groups
+
+
+def unfit_input(scorer: LeadScorer, leads_file: Path, events_file: Path | None) -> list[str]:
+    """Why this input is not data the model was made for, with the numbers (empty when it is): custom
+    (mapped) columns the model uses that are absent or empty, or no events while behaviour features
+    carried most of the model's signal."""
+    per_feature, groups = signal_shares(scorer)
+    problems = []
+    custom = [c for c in scorer.model.feature_names if c.startswith("x_")]
+    if custom:
+        have = set(pq.read_schema(leads_file).names)
+        table = pq.read_table(leads_file, columns=[c for c in custom if c in have])
+        absent = [c for c in custom if c not in have or table[c].null_count == table.num_rows]
+        if absent:
+            share = sum(per_feature.get(c, 0.0) for c in absent)
+            problems.append(f"{len(absent)} of the model's {len(custom)} custom column(s) are absent or empty in this "
+                            f"export ({', '.join(absent[:8])}{' …' if len(absent) > 8 else ''}); they carried "
+                            f"{share:.0%} of its signal")
+    n_events = 0 if events_file is None else pq.ParquetFile(events_file).metadata.num_rows
+    behavior = groups.get("behavior", 0.0)
+    if n_events == 0 and behavior > BEHAVIOR_SIGNAL_LIMIT:
+        problems.append(f"the export has no events, but behaviour features carried {behavior:.0%} of the model's "
+                        f"signal (more than {BEHAVIOR_SIGNAL_LIMIT:.0%}): every lead would be scored as if it had "
+                        f"never engaged")
+    return problems
+
+
 # ----------------------------------------------------------------------------- helpers
 def _atomic_writer_path(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    os.close(fd)
-    return Path(tmp)
+    """An empty temporary file beside ``out`` with the mode ``out`` will have; removed by the next run
+    on ``out`` if this one dies."""
+    return runstore.temp_beside(out, uuid.uuid4().hex[:12])
 
 
 def _reason_text(reasons: pd.Series) -> pd.Series:
@@ -127,14 +229,15 @@ def _row_hash(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- history
-def latest_history(history_dir: Path | None) -> pd.DataFrame | None:
-    """The most recent earlier run's rows, one per lead, from the partitioned history."""
-    if history_dir is None or not Path(history_dir).exists():
-        return None
-    files = sorted(Path(history_dir).glob("date=*/run-*.parquet"))
-    if not files:
-        return None
-    return pd.read_parquet(files[-1])
+def latest_history(history_dir: Path | None, as_of=None) -> pd.DataFrame | None:
+    """The rows (one per lead) of the run to compare with: the last committed run of the latest as_of
+    before ``as_of`` (default: the latest committed run). Runs without a manifest do not count."""
+    if as_of is None:
+        runs = runstore.history_runs(history_dir)
+        run = runs[-1] if runs else None
+    else:
+        run = runstore.previous_run(history_dir, features.to_utc_naive(as_of))
+    return None if run is None else pd.read_parquet(run["data_path"])
 
 
 def change_since(previous: pd.DataFrame | None, current: pd.DataFrame, contrib_cols: list[str],
@@ -337,31 +440,91 @@ def release_memory() -> None:
         pass
 
 
+def _check_paths(out_path: Path, history_dir: Path | None) -> None:
+    """Refuse, before any work, paths the job cannot write (one sentence each)."""
+    def refuse(code, path):
+        raise JobIOError(runstore.os_error_sentence(OSError(code, os.strerror(code), str(path))))
+
+    import errno
+
+    if not out_path.parent.is_dir():
+        refuse(errno.ENOENT if not out_path.parent.exists() else errno.ENOTDIR, out_path.parent)
+    if out_path.is_dir():
+        refuse(errno.EISDIR, out_path)
+    if history_dir is not None:
+        if history_dir.exists() and not history_dir.is_dir():
+            refuse(errno.ENOTDIR, history_dir)
+        if not history_dir.parent.is_dir():
+            refuse(errno.ENOENT, history_dir.parent)
+
+
 def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=None, priority_path=None,
                 model_name: str = "", model_version: str = "", chunk_size: int = 100_000, explain: str = "all",
                 near_mql_points: float = 10.0, history_dir=None, max_reject_share: float = 0.05,
                 feature_params=None, progress=None, workdir=None, engine: str | None = None,
-                memory_limit: str = SCORING_MEMORY_LIMIT, read_options=None) -> ScoreRun:
-    """Score every open lead of an export; see the module docstring."""
+                memory_limit: str = SCORING_MEMORY_LIMIT, read_options=None, lock_wait: float = 0.0,
+                allow_unfit: bool = False) -> ScoreRun:
+    """Score every open lead of an export; see the module docstring.
+
+    Raises :class:`BatchError` (refused: exit 4), :class:`JobBusy` (another job writes the same output
+    or history) and :class:`JobIOError` (the operating system refused a file operation); in every case
+    the previous output, rejects and history are as they were."""
     if explain not in EXPLAIN_MODES:
         raise ValueError(f"explain must be one of {', '.join(EXPLAIN_MODES)}")
     if explain == "changed" and history_dir is None:
         raise ValueError("--explain changed reuses the last run's reasons: give a history folder")
     out_path = Path(out_path)
+    history_dir = Path(history_dir) if history_dir is not None else None
     fparams = feature_params or scorer.feature_params
     if fparams is None:
         raise BatchError("the model does not record its feature params; pass them explicitly")
     as_of_ts = (contract.parse_moment(as_of, "--as-of") if as_of is not None
                 else pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s"))
-    scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
-    work = Path(workdir or tempfile.mkdtemp(prefix="leadscore-score-"))
-    work.mkdir(parents=True, exist_ok=True)
-    tmp_out = _atomic_writer_path(out_path)
     rejects_path = out_path.with_name(out_path.stem + ".rejects.csv")
+    run_id = runstore.new_run_id()
     try:
+        _check_paths(out_path, history_dir)
+        if history_dir is not None:
+            history_dir.mkdir(exist_ok=True)
+        locks = {runstore.file_lock(out_path): str(out_path), runstore.file_lock(rejects_path): str(rejects_path)}
+        if history_dir is not None:
+            locks[history_dir / ".lock"] = f"the history {history_dir}"
+        with runstore.locked(locks, run_id, lock_wait):
+            recovered = runstore.recover(out_path, rejects_path)
+            if history_dir is not None:
+                recovered += runstore.sweep_history(history_dir)
+            runstore.sweep_work_dirs()
+            run = _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_id, as_of_ts,
+                                priority_path, model_name, model_version, chunk_size, explain, near_mql_points,
+                                history_dir, max_reject_share, fparams, progress, workdir, engine, memory_limit,
+                                allow_unfit, read_options)
+            run.recovered = recovered
+            return run
+    except OSError as exc:
+        raise JobIOError(runstore.os_error_sentence(exc, str(out_path))) from exc
+
+
+def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_id, as_of_ts, priority_path,
+                  model_name, model_version, chunk_size, explain, near_mql_points, history_dir, max_reject_share,
+                  fparams, progress, workdir, engine, memory_limit, allow_unfit, read_options=None) -> ScoreRun:
+    """The job, holding the locks of its output, rejects and history."""
+    scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    if workdir is None:
+        work, owner_fd = runstore.make_work_dir()
+    else:
+        work, owner_fd = Path(workdir), None
+        work.mkdir(parents=True, exist_ok=True)
+    tmp_out = tmp_rejects = None
+    try:
+        runstore.phase("started")
+        tmp_out = runstore.temp_beside(out_path, run_id)
         # 1. the contract: every lead valid or rejected with its reason
         checked = check_inputs(scorer, leads_path, events_path, priority_path, work, as_of_ts, memory_limit,
                                read_options)
+        unfit = unfit_input(scorer, checked.leads_file, checked.events_file)
+        if unfit and not allow_unfit:
+            raise BatchError("this export is not data the model was made for: " + "; ".join(unfit)
+                             + ". Score with a model trained on such data, or pass --allow-unfit to score anyway.")
 
         # 2. features at as_of, with the model's own feature definitions
         extra = [m for m in scorer.model.metadata if m["name"].startswith("x_")]
@@ -379,7 +542,8 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
         # 3. who is not scored, and why
         skipped = not_scored(checked, pd.read_csv(build.exclusions, dtype={"lead_id": str}), leads_path, as_of_ts)
 
-        previous = latest_history(history_dir)
+        previous_run = runstore.previous_run(history_dir, as_of_ts)
+        previous = pd.read_parquet(previous_run["data_path"]) if previous_run else None
         contrib_cols = [f"c_{n}" for n in scorer.model.feature_names]
         history_parts = []
         n_scored = n_explained = n_reused = n_new_mql = 0
@@ -434,23 +598,37 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
 
         # 4. reconcile before replacing anything
         tmp_rejects = reconcile(checked, n_scored, skipped, rejects_path, max_reject_share)
-        os.replace(tmp_out, out_path)
-        tmp_rejects.replace(rejects_path)
-        if history_dir is not None and history_parts:
-            part = Path(history_dir) / f"date={scored_at.date()}"
-            part.mkdir(parents=True, exist_ok=True)
-            pd.concat(history_parts, ignore_index=True).to_parquet(
-                part / f"run-{scored_at.strftime('%Y%m%dT%H%M%S')}.parquet", index=False)
+        runstore.phase("scored")
+
+        # 5. commit output, rejects and the history record together (runstore's protocol)
+        manifest_path = data_path = manifest = None
+        if history_dir is not None:
+            part = runstore.partition(history_dir, as_of_ts)
+            part.mkdir(exist_ok=True)
+            data_path = part / f"run-{run_id}.parquet"
+            rows = (pd.concat(history_parts, ignore_index=True) if history_parts
+                    else pd.DataFrame(columns=["lead_id"] + SCORE_COLUMNS + contrib_cols + ["feature_hash"]))
+            rows.to_parquet(data_path, index=False)
+            manifest_path = data_path.with_suffix(".json")
+            manifest = {"run_id": run_id, "as_of": as_of_ts.isoformat(), "scored_at": scored_at.isoformat(),
+                        "data": data_path.name, "rows": len(rows), "model_name": model_name,
+                        "model_version": model_version, "output": str(out_path), "rejects": str(rejects_path),
+                        "previous_run": previous_run["run_id"] if previous_run else None}
+            runstore.phase("history-written")
+        runstore.commit(run_id, [(tmp_out, out_path), (tmp_rejects, rejects_path)], manifest_path, manifest, data_path)
         return ScoreRun(out_path, rejects_path, checked.leads_in, n_scored, len(skipped), n_explained, n_reused,
                         skipped["reason"].value_counts().to_dict() if len(skipped) else {}, model_name, model_version,
                         str(as_of_ts), str(scored_at), n_new_mql if previous is not None else None,
                         *((ev.rows_in, ev.rows_rejected, ev.rejected_by_reason) if (ev := checked.event_report)
-                          else (0, 0, {})), checked.inputs, checked.warnings)
+                          else (0, 0, {})), checked.inputs,
+                        [*checked.warnings, *(f"scored anyway (--allow-unfit): {u}" for u in unfit)],
+                        run_id=run_id, previous_as_of=previous_run["as_of"] if previous_run else None)
     finally:
-        if tmp_out.exists():
-            tmp_out.unlink()
+        for tmp in (tmp_out, tmp_rejects):
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
         if workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
+            runstore.remove_work_dir(work, owner_fd)
 
 
 def _score_chunk(scorer: LeadScorer, X: pd.DataFrame, explain: str, near: float, previous: pd.DataFrame | None,

@@ -1,9 +1,12 @@
 """The `leadscore` command: what users, schedulers and DVC stages call.
 
-Exit codes: 0 success, 2 bad usage (an option value the job cannot use, an unknown model or alias; checked
-before anything is read or written, and before the model loads where possible), 3 input breaks the data
-contract, 4 scoring refused (model schema mismatch, too many rejected leads). A mistake is a message, never
-a traceback.
+Exit codes: 0 success, 2 bad usage, 3 input breaks the data contract, 4 scoring refused (model schema
+mismatch, too many rejected leads, data the model was not made for, a model file the registry does not
+know), 5 the operating system refused a file operation (read-only or missing folder, full disk, a folder
+where a file should be), 6 another job is writing the same output or history, 130 interrupted (SIGINT or
+SIGTERM). On every non-zero exit the previous output, rejects and history are as they were. A user mistake (an
+unreadable or ambiguous --as-of, a bad option value, an unknown model or alias) exits 2 before anything is
+read or written, and before the model loads where possible.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ EXIT_CONTRACT = 3
 EXIT_BATCH = 4
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 SHAP_ENGINES = ("fast", "lightgbm")
+EXIT_IO = 5
+EXIT_BUSY = 6
+EXIT_INTERRUPTED = 130
 
 ParamsOpt = typer.Option(Path("params.yaml"), "--params", "-p", help="params.yaml to read.", exists=True,
                          dir_okay=False)
@@ -60,8 +66,9 @@ def _check_memory_limit(value: str | None) -> None:
         raise _usage_error(f"--memory-limit {value!r}: give an amount with a unit, e.g. 768MB or 2GB")
 
 
-def _load_model(model: str):
-    """The scorer for ``--model``, or exit 2 with what is wrong and what exists (aliases, versions)."""
+def _load_model(model: str, trust_model: bool = False):
+    """The scorer for ``--model``, or exit 2 with what is wrong and what exists (aliases, versions).
+    A local file the registry does not know raises BatchError (exit 4) unless ``trust_model``."""
     from leadscore.batch import load_scorer
 
     if model.endswith(".joblib") and not Path(model).is_file():
@@ -70,7 +77,7 @@ def _load_model(model: str):
         raise _usage_error(f"--model {model}: no such model folder; give models:/NAME@ALIAS, models:/NAME/VERSION, "
                            f"an MLflow model folder or a scorer.joblib")
     try:
-        return load_scorer(model)
+        return load_scorer(model, trust_file=trust_model)
     except Exception as exc:  # noqa: BLE001 - MLflow raises its own types for an unknown name, alias or run
         from mlflow.exceptions import MlflowException
 
@@ -235,7 +242,15 @@ def score(
     chunk_size: int = typer.Option(100_000, min=1, help="Leads scored per chunk (bounds memory)."),
     explain: str = typer.Option("all", help="Reasons for: all | mql (at or near the threshold) | changed (only leads "
                                             "whose features changed since the last run; needs --history) | none."),
-    history: Path = typer.Option(None, help="Append this run to a history folder and report changes since the last run."),
+    history: Path = typer.Option(None, help="Record this run in a history folder (partitioned by as_of date) and report "
+                                            "changes since the run of the latest earlier as_of."),
+    lock_wait: float = typer.Option(0.0, help="Seconds to wait when another job is writing the same --out or --history "
+                                              "(default: refuse at once, exit 6)."),
+    trust_model: bool = typer.Option(False, help="Load a local model file the registry does not know. A model file is "
+                                                 "code: only for files you made yourself."),
+    allow_unfit: bool = typer.Option(False, help="Score an export the model was not made for (its custom columns absent, "
+                                                 "or no events while behaviour carried most of its signal) with a "
+                                                 "warning instead of exit 4."),
     max_reject_share: float = typer.Option(0.05, min=0.0, max=1.0, help="Fail (exit 4) when more leads than this break the contract."),
     shap_engine: str = typer.Option(None, help="Override the model's explanation engine: fast | lightgbm (same values)."),
     memory_limit: str = typer.Option(None, help="DuckDB memory limit for validation and features, e.g. 2GB (default "
@@ -251,7 +266,9 @@ def score(
     decimal: str = typer.Option(None, help="Decimal separator of the inputs' numbers (. or ,); default: detected."),
 ) -> None:
     """Score every open lead of an export with a registered model: points, band, grades, MQL flag, reasons."""
-    from leadscore.batch import EXPLAIN_MODES, SCORING_MEMORY_LIMIT, BatchError, score_leads
+    import signal
+
+    from leadscore.batch import EXPLAIN_MODES, SCORING_MEMORY_LIMIT, BatchError, JobBusy, JobIOError, score_leads
     from leadscore.contract import ContractError
 
     # Every option checked before anything is read, written or loaded: a mistake leaves the previous output.
@@ -288,25 +305,49 @@ def score(
         if problems:
             console.print("[red]not available with --engine spark:[/red] " + "; ".join(problems), highlight=False)
             raise typer.Exit(EXIT_USAGE)
-    scorer, name, version = _load_model(model)
+
+    def interrupted(signum, frame):  # SIGTERM unwinds like Ctrl-C: temporary files and work folder removed
+        raise KeyboardInterrupt
+
+    previous_handler = signal.signal(signal.SIGTERM, interrupted)
     try:
-        if engine == "spark":
-            run = _score_on_spark(scorer, name, version, leads, events, out, as_of, priority_accounts,
-                                  max_reject_share, shap_engine, spark_master, spark_workdir, memory_limit)
-        else:
-            with _progress() as progress:
-                task = progress.add_task("scoring leads", total=None)
-                run = score_leads(scorer, leads, events, out, as_of=as_of, priority_path=priority_accounts,
-                                  model_name=name, model_version=version, chunk_size=chunk_size, explain=explain,
-                                  history_dir=history, max_reject_share=max_reject_share, engine=shap_engine,
-                                  memory_limit=memory_limit, progress=lambda n: progress.advance(task, n),
-                                  read_options=read_options)
-    except ContractError as exc:
-        console.print(f"[red]input breaks the data contract[/red]\n{exc}", highlight=False)
-        raise typer.Exit(EXIT_CONTRACT) from exc
-    except BatchError as exc:
-        console.print(f"[red]scoring refused[/red]\n{exc}", highlight=False)
-        raise typer.Exit(EXIT_BATCH) from exc
+        try:
+            scorer, name, version = _load_model(model, trust_model)
+        except BatchError as exc:
+            console.print(f"[red]scoring refused[/red]\n{exc}", highlight=False)
+            raise typer.Exit(EXIT_BATCH) from exc
+        try:
+            if engine == "spark":
+                run = _score_on_spark(scorer, name, version, leads, events, out, as_of, priority_accounts,
+                                      max_reject_share, shap_engine, spark_master, spark_workdir, memory_limit)
+            else:
+                with _progress() as progress:
+                    task = progress.add_task("scoring leads", total=None)
+                    run = score_leads(scorer, leads, events, out, as_of=as_of, priority_path=priority_accounts,
+                                      model_name=name, model_version=version, chunk_size=chunk_size, explain=explain,
+                                      history_dir=history, max_reject_share=max_reject_share, engine=shap_engine,
+                                      memory_limit=memory_limit, progress=lambda n: progress.advance(task, n),
+                                      lock_wait=lock_wait, allow_unfit=allow_unfit, read_options=read_options)
+        except ContractError as exc:
+            console.print(f"[red]input breaks the data contract[/red]\n{exc}", highlight=False)
+            raise typer.Exit(EXIT_CONTRACT) from exc
+        except BatchError as exc:
+            console.print(f"[red]scoring refused[/red]\n{exc}", highlight=False)
+            raise typer.Exit(EXIT_BATCH) from exc
+        except JobIOError as exc:
+            console.print(f"[red]scoring failed[/red]: {exc}", highlight=False)
+            raise typer.Exit(EXIT_IO) from exc
+        except JobBusy as exc:
+            console.print(f"[red]scoring refused[/red]: {exc}", highlight=False)
+            raise typer.Exit(EXIT_BUSY) from exc
+        except KeyboardInterrupt as exc:
+            console.print("[red]interrupted[/red]: nothing was replaced; the previous output, rejects and history are "
+                          "as they were.", highlight=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from exc
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    for note in getattr(run, "recovered", []):
+        console.print(f"recovered after an earlier killed job: {note}", highlight=False)
     table = Table("leads in", "scored", "not scored", "explained", "reused", title=f"{name} v{version} as of {run.as_of}")
     table.add_row(f"{run.leads_in:,}", f"{run.scored:,}", f"{run.rejected:,}", f"{run.explained:,}", f"{run.reused:,}")
     console.print(table)
@@ -322,8 +363,9 @@ def score(
     for w in getattr(run, "warnings", []):
         console.print(f"[yellow]warning[/yellow] {w}", highlight=False)
     if run.newly_mql is not None:
-        console.print(f"{run.newly_mql:,} leads newly crossed MQL since the last run")
-    console.print(f"wrote {run.output}; not scored, with reasons: {run.rejects}")
+        console.print(f"{run.newly_mql:,} leads newly crossed MQL since the run as of {run.previous_as_of}")
+    console.print(f"wrote {run.output}; not scored, with reasons: {run.rejects}"
+                  + (f"; run {run.run_id}" if getattr(run, "run_id", "") else ""))
 
 
 def _score_on_spark(scorer, name, version, leads, events, out, as_of, priority_accounts, max_reject_share,

@@ -159,6 +159,39 @@ def replay_test_period(scorer, baseline, split, params: Params, truth) -> "backt
         seed=params.seed)
 
 
+def dump_deterministic(obj, path: str | Path) -> None:
+    """``joblib.dump``, but every set and frozenset is pickled sorted: their order follows PYTHONHASHSEED
+    (e.g. pydantic's ``__pydantic_fields_set__``), so a plain dump gives other bytes in every process."""
+    from joblib.numpy_pickle import NumpyPickler
+
+    class SortedSetPickler(NumpyPickler):
+        def reducer_override(self, obj):
+            if type(obj) in (set, frozenset) and len(obj) > 1:
+                return type(obj), (sorted(obj, key=lambda v: (type(v).__name__, repr(v))),)
+            return NotImplemented
+
+    with open(path, "wb") as f:
+        SortedSetPickler(f).dump(obj)
+
+
+def seeded_global_numpy(seed: int):
+    """Seed NumPy's global generator for the duration (shap's beeswarm jitters with it), then restore it."""
+    import contextlib
+
+    import numpy as np
+
+    @contextlib.contextmanager
+    def scope():
+        state = np.random.get_state()
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
+
+    return scope()
+
+
 def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, reports_dir: str | Path,
               outputs_dir: str | Path = "outputs", log_to_mlflow: bool = True) -> dict:
     """Train, evaluate and register a model, as a sequence of named steps:
@@ -281,8 +314,9 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
     all_curves = {name: evaluate.curves(y, p) for name, p in scores.items()}
     evaluate.write_plot_data(all_curves, reports_dir / "plots")
     replay.calibration_by_age.to_csv(reports_dir / "plots" / "calibration_by_age.csv", index=False)
-    figs = {**evaluate.figures(all_curves), **explain.figures(exp, test, importance),
-            "calibration_by_age": backtest.figure_calibration_by_age(replay.calibration_by_age)}
+    with seeded_global_numpy(params.seed):  # the beeswarm's jitter: same seed, same figure and report
+        figs = {**evaluate.figures(all_curves), **explain.figures(exp, test, importance),
+                "calibration_by_age": backtest.figure_calibration_by_age(replay.calibration_by_age)}
     for name, fig in figs.items():
         fig.savefig(reports_dir / "figures" / f"{name}.png", bbox_inches="tight")
     newest = (test["as_of"] == test["as_of"].max()).to_numpy()  # the leads open at the newest replay date
@@ -299,9 +333,8 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
         drift_table=fd, score_psi=score_psi, calibration_periods=calibration_periods, leakage=leakage)
     report_path = outputs_dir / "report.html"
     report_path.write_text(html_page, encoding="utf-8")
-    joblib.dump(model, models_dir / "model.joblib")
-    joblib.dump(scorer, models_dir / "scorer.joblib")
-    joblib.dump(baseline, models_dir / "baseline.joblib")
+    for obj, name in ((model, "model.joblib"), (scorer, "scorer.joblib"), (baseline, "baseline.joblib")):
+        dump_deterministic(obj, models_dir / name)  # same seed, same bytes
 
     result = {"metrics": metrics, "summary": summary, "model_path": models_dir / "model.joblib",
               "scorer_path": models_dir / "scorer.joblib", "report": report_path, "replay": replay}

@@ -142,7 +142,12 @@ def log_training_run(*, params: dict, metrics: dict, scorer_path: Path, input_ex
             input_example=input_example, pip_requirements=_requirements(), registered_model_name=registered_model,
         )
         version = str(info.registered_model_version)
-        mlflow.MlflowClient().set_registered_model_alias(registered_model, alias, version)
+        client = mlflow.MlflowClient()
+        client.set_registered_model_alias(registered_model, alias, version)
+        # What `leadscore score --model scorer.joblib` checks a local file against before unpickling it.
+        from leadscore.batch import SCORER_SHA256_TAG, file_sha256
+
+        client.set_model_version_tag(registered_model, version, SCORER_SHA256_TAG, file_sha256(scorer_path))
         mlflow.set_tag("registered_model_version", version)
         return {"run_id": run.info.run_id, "model_uri": f"models:/{registered_model}@{alias}", "version": version,
                 "model_info_uri": info.model_uri}

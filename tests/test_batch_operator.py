@@ -365,7 +365,7 @@ def test_same_seed_same_bytes_across_hash_seeds(tmp_path):
 def test_no_events_while_behaviour_carries_the_signal_is_refused_with_the_numbers(job, tmp_path):
     _, groups = signal_shares(job["scorer"])
     assert groups["behavior"] > 0.5  # the synthetic funnel is behaviour-driven
-    with pytest.raises(BatchError, match=r"no events, but behaviour features carried \d+% .*--allow-unfit"):
+    with pytest.raises(BatchError, match=r"no events, but features from the event log carried \d+% .*--allow-unfit"):
         score_leads(job["scorer"], job["leads"], None, tmp_path / "s.parquet", as_of=AS_OF)
     assert not (tmp_path / "s.parquet").exists()
     empty = pd.read_parquet(job["events"]).head(0)
@@ -373,7 +373,7 @@ def test_no_events_while_behaviour_carries_the_signal_is_refused_with_the_number
     with pytest.raises(BatchError, match="no events"):
         score_leads(job["scorer"], job["leads"], tmp_path / "no_events.parquet", tmp_path / "s.parquet", as_of=AS_OF)
     run = score_leads(job["scorer"], job["leads"], None, tmp_path / "s.parquet", as_of=AS_OF, allow_unfit=True)
-    assert run.scored > 0 and any("behaviour features carried" in w for w in run.warnings)
+    assert run.scored > 0 and any("features from the event log carried" in w for w in run.warnings)
     r = runner.invoke(app, ["score", "--model", str(job["model"]), "--trust-model", "--leads", str(job["leads"]),
                             "--as-of", AS_OF, "--out", str(tmp_path / "t.parquet")])
     assert r.exit_code == EXIT_BATCH and "--allow-unfit" in r.output

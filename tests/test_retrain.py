@@ -30,8 +30,9 @@ def test_the_first_model_becomes_champion_and_a_worse_challenger_is_refused(trai
     assert first["promoted"] and registry.get_alias_version(client, "leadscore", "champion") == first["version"]
 
     table, meta = load_feature_table(trained["tmp"] / "features" / "features.parquet")
-    split = time_split(table, params.split)
-    split.train = split.train.sample(frac=0.08, random_state=0)  # a deliberately starved challenger
+    split = time_split(table, params.split, params.seed)
+    # a deliberately broken challenger: trained on shuffled labels
+    split.train = split.train.assign(label=np.random.default_rng(0).permutation(split.train["label"].to_numpy()))
     worse = train_model(split, meta, params.train.model_copy(update={"early_stopping_rounds": 5}), params.seed)
     champion = joblib.load(trained["tmp"] / "models" / "scorer.joblib")
     challenger = LeadScorer(worse, params.scoring, champion.mql_threshold, feature_params=params.features)
@@ -86,7 +87,7 @@ def test_a_leads_only_export_is_mapped_validated_and_reconciled(x_education):
     assert report["files"][0]["rows_in"] == 2000 == report["files"][0]["rows_valid"]
     mapping = report["mapping"]
     assert mapping["rows_in"] == mapping["rows_out"] == 2000
-    assert x_education["build"].rows + x_education["build"].excluded == 2000
+    assert x_education["build"].leads_with_rows + x_education["build"].excluded == 2000
     cols = pd.read_parquet(x_education["build"].features).columns
     assert "x_totalvisits" in cols and "lead_source" in cols
 

@@ -192,9 +192,12 @@ def unfit_input(scorer: LeadScorer, leads_file: Path, events_file: Path | None) 
                             f"export ({', '.join(absent[:8])}{' …' if len(absent) > 8 else ''}); they carried "
                             f"{share:.0%} of its signal")
     n_events = 0 if events_file is None else pq.ParquetFile(events_file).metadata.num_rows
-    behavior = groups.get("behavior", 0.0)
+    # Behaviour built from the event log (not mapped export columns, not the lead's age).
+    from_events = {m["name"] for m in scorer.model.metadata
+                   if m["group"] == "behavior" and not m["name"].startswith("x_") and m["name"] != "lead_age_days"}
+    behavior = sum(v for k, v in per_feature.items() if k in from_events)
     if n_events == 0 and behavior > BEHAVIOR_SIGNAL_LIMIT:
-        problems.append(f"the export has no events, but behaviour features carried {behavior:.0%} of the model's "
+        problems.append(f"the export has no events, but features from the event log carried {behavior:.0%} of the model's "
                         f"signal (more than {BEHAVIOR_SIGNAL_LIMIT:.0%}): every lead would be scored as if it had "
                         f"never engaged")
     return problems

@@ -432,7 +432,7 @@ def apply_mapping(raw: pd.DataFrame | Table, mapping: ExportMapping, file: str, 
 
     ``scoring``: the export is scored, not trained on: the outcome, outcome dates and after-sales-contact
     columns are used when present and not required; time from row order (``time.order_by``) is for
-    training only, so every lead gets ``created_at = as_of`` (real dates, with ``time.created_at``, are
+    training only, so every lead gets ``created_at`` = one microsecond before ``as_of`` (real dates, with ``time.created_at``, are
     used as they are). Rows the reader refused (``bad_rows``, or ``raw.attrs["bad_rows"]``) are counted
     and listed in the report's warnings.
     """
@@ -524,9 +524,11 @@ def apply_mapping(raw: pd.DataFrame | Table, mapping: ExportMapping, file: str, 
     # created_at
     if t.order_by is not None and scoring:
         moment = parse_moment(as_of, "as_of") if as_of is not None else pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+        # One microsecond before as_of: a lead is scored when created strictly before as_of.
+        moment = moment - pd.Timedelta(microseconds=1)
         created_ts = out["created_at"] = pd.Series(moment, index=raw.index).astype("datetime64[us]")
-        report.time = (f"scoring: created_at = as_of ({moment}) for every lead (time from row order is for "
-                       f"training only)")
+        report.time = (f"scoring: created_at = just before as_of ({moment}) for every lead (time from row order is "
+                       f"for training only; the leads are scored as new leads)")
     elif t.order_by is not None:
         order_col = cols[t.order_by]
         key = _order_key(raw[order_col], text(order_col))

@@ -92,7 +92,9 @@ def guard_leakage(split, meta: list[dict], train_params, declared_by_mapping=())
     examined = [m["name"] for m in meta if m["group"] == "fit" or m["name"].startswith("x_")]
     if not train_params.leakage_guard or not examined:
         return pd.DataFrame(columns=["column", "single_column_auc", "flagged", "excluded", "reason"])
-    history = pd.concat([split.train, split.valid])
+    # Snapshot attributes do not change between a lead's snapshots: one row per lead (its first
+    # training snapshot), so no lead's label is counted many times or seen across folds.
+    history = pd.concat([split.train, split.valid]).drop_duplicates("lead_id", keep="first")
     declared = [c for c in (*train_params.after_sales_contact, *declared_by_mapping) if c in history.columns]
     # Flag on AUC, values decisive both ways, and declarations; one-sided purity is reported only: it
     # also fires on genuine disqualifiers (students never buy), which a model should keep.

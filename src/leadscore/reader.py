@@ -366,9 +366,10 @@ class Source:
             rej = pd.DataFrame(columns=["line", "error_type", "error_message", "csv_line"])
         self.con.execute(f"DROP TABLE IF EXISTS {self._rt}; DROP TABLE IF EXISTS {self._rs}")
         h = len(self.layout.names)
-        reasons = []
+        reasons, counts = [], []
         for etype, msg in zip(rej["error_type"], rej["error_message"]):
             m = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", str(msg))
+            counts.append(int(m.group(2)) if m else -1)
             if m and etype in ("TOO MANY COLUMNS", "MISSING COLUMNS"):
                 found = int(m.group(2))
                 trail = " (not counting the trailing delimiter)" if self.dialect.trailing_delimiter else ""
@@ -378,8 +379,13 @@ class Source:
                 reasons.append(f"not valid {self.dialect.encoding} text: {OPTIONS_HINT}")
             else:
                 reasons.append(f"unreadable row: {str(msg).splitlines()[0]}")
-        self._bad = pd.DataFrame({"row": rej["line"].astype("int64") - 1, "reason": reasons,
-                                  "value": rej["csv_line"].astype("string").str.slice(0, 200)})
+        bad = pd.DataFrame({"row": rej["line"].astype("int64") - 1, "reason": reasons,
+                            "value": rej["csv_line"].astype("string").str.slice(0, 200), "_found": counts})
+        # DuckDB may report one line once per extra field it stumbled on (4, 5, 6 fields): one reject per
+        # row, with the row's real field count (the largest).
+        bad = (bad.sort_values(["row", "_found"], ascending=[True, False], kind="stable")
+               .drop_duplicates("row").drop(columns="_found").reset_index(drop=True))
+        self._bad = bad
         return self._bad
 
     def numbered(self) -> str:

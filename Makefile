@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test bench clean example
+.PHONY: setup run test bench clean example figures notebook
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet "uv==0.13.9"
@@ -21,6 +21,14 @@ setup: $(VENV)/.installed
 
 run: setup
 	dvc repro
+
+# README's result figures, generated from reports/metrics.json (after `make run`).
+figures: setup
+	leadscore figures --write
+
+# Run the exploration notebook top to bottom against data/features (after `make run`).
+notebook: setup
+	cd notebooks && python -c "import nbformat; from nbclient import NotebookClient; nb = nbformat.read('explore.ipynb', 4); NotebookClient(nb, timeout=300, kernel_name='python3').execute(); nbformat.write(nb, 'explore.out.ipynb'); print('ran notebooks/explore.ipynb -> notebooks/explore.out.ipynb')"
 
 test: setup
 	pytest

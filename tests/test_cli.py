@@ -113,3 +113,29 @@ def test_dvc_repro_on_a_fresh_clone_then_nothing_to_do(tmp_path):
     assert (work / "data" / "features" / "features.parquet").stat().st_mtime_ns == mtime
     assert "Running stage 'features'" in first.stdout and "Running stage 'train'" in first.stdout
     assert (work / "reports" / "metrics.json").exists() and (work / "outputs" / "report.html").exists()
+
+    # The data scientist's loop: commit, run an experiment, compare both side by side.
+    assert "reports/metrics.json" in run("git", "status", "--porcelain", "--untracked-files=all").stdout
+    run("git", "add", "-A")
+    run("git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "baseline")
+    before = (work / "params.yaml").read_text()
+    run(dvc, "exp", "run", "-S", "train.learning_rate=0.05")
+    after = (work / "params.yaml").read_text()
+    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
+    assert len(before.splitlines()) == len(after.splitlines()) and len(changed) == 1, changed  # only that line
+    shown = json.loads(run(dvc, "exp", "show", "--json").stdout)
+    aucs = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            m = node.get("metrics", {}).get("reports/metrics.json", {}).get("data", {})
+            if isinstance(m.get("model", {}).get("roc_auc"), float):
+                aucs.append(m["model"]["roc_auc"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(shown)
+    assert len(aucs) >= 2, shown  # the committed run and the experiment, both with numbers

@@ -12,6 +12,7 @@ def test_explore_notebook_runs_on_the_feature_table(pipeline_data, monkeypatch):
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
                    for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert f"{pipeline_data['build'].rows:,} leads" in text
+    build = pipeline_data["build"]
+    assert f"{build.rows:,} snapshot rows of {build.leads_with_rows:,} leads" in text
     assert "behavior" in text and "pricing_visits_30d" in text
     assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

@@ -420,3 +420,21 @@ def rollback(name: str = typer.Option("leadscore", help="Registered model name."
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+@app.command()
+def figures(
+    readme: Path = typer.Option(Path("README.md"), help="The README whose figures block is generated."),
+    metrics: Path = typer.Option(Path("reports/metrics.json"), help="The train stage's metrics."),
+    write: bool = typer.Option(False, "--write", help="Rewrite the block (otherwise only check it, exit 1 if stale)."),
+) -> None:
+    """README figures from the run, never typed: check (or --write) the block between the figures markers."""
+    from leadscore.figures import update_readme
+
+    if update_readme(readme, metrics, write):
+        console.print(f"{readme}: figures match {metrics}")
+    elif write:
+        console.print(f"{readme}: figures rewritten from {metrics}")
+    else:
+        console.print(f"[red]{readme}: figures differ from {metrics}[/red]: run `make figures`")
+        raise typer.Exit(1)

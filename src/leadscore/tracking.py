@@ -102,9 +102,25 @@ def model_signature(example: pd.DataFrame, output: pd.DataFrame):
     from mlflow.models import infer_signature
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
-    sig = infer_signature(example, output)
+    # The input schema is replaced below; inferring it from floats avoids MLflow's integer-column hint,
+    # which users could not act on.
+    ints = [c for c in example.columns if pd.api.types.is_integer_dtype(example[c])]
+    sig = infer_signature(example.astype({c: "float64" for c in ints}), output)
     sig.inputs = Schema([ColSpec(AnyType(), c.name, required=False) for c in sig.inputs.inputs])
     return sig
+
+
+def run_name(params: dict, tags: dict[str, str], now=None) -> str:
+    """What a run is, at a glance in the MLflow UI: the stage, the DVC experiment's name when ``dvc exp run``
+    runs it (``DVC_EXP_NAME``) or else a digest of its params, the commit and the UTC time, e.g.
+    ``train exp-3f2a1 · params 9c1e44d0 · 1a2b3c4d · 2026-11-30 07:40``."""
+    import hashlib
+    import os
+
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    when = (now or pd.Timestamp.now(tz="UTC")).strftime("%Y-%m-%d %H:%M")
+    parts = ["train", os.environ.get("DVC_EXP_NAME") or "", f"params {digest}", tags.get("git_commit", "")[:8], when]
+    return " · ".join(p for p in parts if p)
 
 
 def log_training_run(*, params: dict, metrics: dict, scorer_path: Path, input_example: pd.DataFrame,
@@ -118,7 +134,7 @@ def log_training_run(*, params: dict, metrics: dict, scorer_path: Path, input_ex
 
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=f"train {tags.get('git_commit', '')[:8]}") as run:
+    with mlflow.start_run(run_name=run_name(params, tags)) as run:
         # MLflow keys allow only some characters ("5000+" is a company-size band): replace the others.
         flat_params = {re.sub(r"[^\w\-. :/]", "_", k): (json.dumps(v) if isinstance(v, (list, dict)) else v)
                        for k, v in _flatten(params).items()}

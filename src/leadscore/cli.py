@@ -211,8 +211,13 @@ def train(
         console.print(f"[red]cannot train on this data[/red]\n{exc}", highlight=False)
         raise typer.Exit(EXIT_CONTRACT) from exc
     m = result["metrics"]
+    labels = m.get("labels", {})
+    console.print(f"labels complete until {labels.get('labels_complete_until', '?')[:10]} (the label horizon before the "
+                  f"export): {labels.get('labelled', 0):,} labelled snapshot rows; {labels.get('censored', 0):,} newer "
+                  f"rows are censored (their window has not ended) and are not trained or tested on")
     table = Table("scorer", "ROC AUC", "PR AUC", "log loss", "Brier", "ECE", "wins in top 20%",
-                  title=f"test quarter ({m['split']['n_test']:,} leads)")
+                  title=(f"replay of the nightly job on the test period ({m['split']['n_test']:,} snapshots of "
+                         f"{m['split']['leads_test']:,} open leads, every age)"))
     for name in ("model", "baseline", "truth"):
         if name in m:
             r = m[name]
@@ -220,6 +225,15 @@ def train(
                           f"{r['brier']:.4f}", f"{r['ece']:.4f}", f"{r['wins_captured_top20']:.1%}")
     console.print(table)
     console.print(f"calibration: {result['summary']['calibration_method']}; metrics in {reports / 'metrics.json'}")
+    for bucket, r in m.get("calibration_by_age", {}).items():
+        console.print(f"  lead age {bucket}: predicted {r['model_predicted']:.1%}, observed {r['observed']:.1%} "
+                      f"({r['rows']:,} snapshots)")
+    mql = m.get("mql", {})
+    if mql:
+        from leadscore.scoring import _rate
+
+        console.print(f"new MQLs a week in the replay: {mql['model_new_mqls_per_week']:.1f} ({_rate(mql['model_win_rate'])} "
+                      f"won); rule baseline at the same volume wins {_rate(mql['baseline_same_volume_win_rate'])}")
     console.print(f"MQL threshold {result['summary']['mql_threshold']:.0f} points: {result['summary']['mql_threshold_reason']}")
     console.print(f"report: {result['report']}")
     if "mlflow" in result:

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 from leadscore import runstore
 from leadscore.batch import (BatchError, JobBusy, JobIOError, UntrustedModel, load_scorer, signal_shares,
                              score_leads, unfit_input)
-from leadscore.cli import EXIT_BATCH, EXIT_BUSY, EXIT_INTERRUPTED, EXIT_IO, app
+from leadscore.cli import EXIT_BATCH, EXIT_BUSY, EXIT_INTERRUPTED, EXIT_IO, EXIT_USAGE, app
+from leadscore.contract import ContractError
 from tests.helpers import ROOT
 
 AS_OF = "2026-06-01T00:00:00"
@@ -290,8 +291,10 @@ def test_a_missing_folder_and_a_folder_for_a_file_are_one_sentence_and_exit_5(jo
     r = _score_cli(job, tmp_path / "nope" / "scores.parquet")
     assert r.exit_code == EXIT_IO and "does not exist" in _one_sentence(r.output)
     (tmp_path / "dir.parquet").mkdir()
-    r = _score_cli(job, tmp_path / "dir.parquet")
-    assert r.exit_code == EXIT_IO and "is a folder, not a file" in _one_sentence(r.output)
+    r = _score_cli(job, tmp_path / "dir.parquet")  # a usage mistake, refused before the model loads
+    assert r.exit_code == EXIT_USAGE and "is a folder" in _one_sentence(r.output)
+    with pytest.raises(JobIOError, match="is a folder, not a file"):  # the library says it as an OS failure
+        score_leads(job["scorer"], job["leads"], job["events"], tmp_path / "dir.parquet", as_of=AS_OF)
     (tmp_path / "hist").write_text("a file")
     r = _score_cli(job, tmp_path / "s.parquet", "--history", str(tmp_path / "hist"))
     assert r.exit_code == EXIT_IO and "is a file, not a folder" in _one_sentence(r.output)
@@ -370,7 +373,7 @@ def test_no_events_while_behaviour_carries_the_signal_is_refused_with_the_number
     assert not (tmp_path / "s.parquet").exists()
     empty = pd.read_parquet(job["events"]).head(0)
     empty.to_parquet(tmp_path / "no_events.parquet", index=False)
-    with pytest.raises(BatchError, match="no events"):
+    with pytest.raises(ContractError, match="no data rows"):  # a header-only event log: said so, exit 3
         score_leads(job["scorer"], job["leads"], tmp_path / "no_events.parquet", tmp_path / "s.parquet", as_of=AS_OF)
     run = score_leads(job["scorer"], job["leads"], None, tmp_path / "s.parquet", as_of=AS_OF, allow_unfit=True)
     assert run.scored > 0 and any("features from the event log carried" in w for w in run.warnings)

@@ -27,7 +27,7 @@ def test_doubling_the_odds_adds_points_to_double_odds(base, p0, pdo, logit):
 def scorer_and_table(trained):
     scorer = joblib.load(trained["tmp"] / "models" / "scorer.joblib")
     table = pd.read_parquet(trained["tmp"] / "features" / "features.parquet")
-    return scorer, table
+    return scorer, table[table["label"].notna()].reset_index(drop=True)  # labelled snapshot rows
 
 
 @pytest.mark.parametrize("method", ["sigmoid", "isotonic", "none"])

@@ -92,9 +92,10 @@ def test_dvc_repro_on_a_fresh_clone_then_nothing_to_do(tmp_path):
     shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".venv", "data", ".git", "*.pyc", ".pytest_cache",
                                                               "mlruns", "mlflow.db", "reports", "outputs",
                                                               "models", "cache", "tmp"))
-    params = yaml.safe_load((work / "params.yaml").read_text())
-    params["synth"].update(n_leads=3000, events_per_lead=8, chunk_leads=3000)
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    from dvc.utils.serialize import modify_yaml
+
+    with modify_yaml(work / "params.yaml") as params:  # as `dvc exp run -S` would: the committed form stays
+        params["synth"].update(n_leads=3000, events_per_lead=8, chunk_leads=3000)
     dvc = str(Path(shutil.which("dvc") or ROOT / ".venv" / "bin" / "dvc"))
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # the `leadscore` command

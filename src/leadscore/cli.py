@@ -375,7 +375,8 @@ def score(
         for reason, n in run.event_rejected_by_reason.items():
             console.print(f"  event rejected: {reason}: {n:,}", highlight=False)
     for w in getattr(run, "warnings", []):
-        console.print(f"[yellow]warning[/yellow] {w}", highlight=False)
+        loud = w.startswith("scored anyway")  # data the model was not made for: said loudly
+        console.print(f"[bold red]WARNING[/bold red] {w}" if loud else f"[yellow]warning[/yellow] {w}", highlight=False)
     if run.newly_mql is not None:
         console.print(f"{run.newly_mql:,} leads newly crossed MQL since the run as of {run.previous_as_of}")
     console.print(f"wrote {run.output}; not scored, with reasons: {run.rejects}"

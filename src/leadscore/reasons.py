@@ -230,28 +230,38 @@ def _title_sentence(members: dict, X: pd.DataFrame) -> np.ndarray:
     return out
 
 
+EMAIL_DOMAIN = {"corporate": "company email", "free_mail": "personal (free-mail) email",
+                "competitor": "email at a competitor"}
+
+
 def _company_sentence(members: dict, X: pd.DataFrame) -> np.ndarray:
+    """"Company: software, 51-200 employees, $10M-100M revenue, in United States, company email address";
+    what is missing: "…; revenue not known"."""
     n = len(X)
     parts = []  # (known text, missing mask, what is not known)
-    if "industry" in members:
-        v = X["industry"].to_numpy()
-        parts.append((_text(v), _missing(v), "industry"))
-    if "company_size" in members:
-        v = X["company_size"].to_numpy()
-        parts.append((_text(v) + " employees", _missing(v), "size"))
-    if "revenue_band" in members:
-        v = X["revenue_band"].to_numpy()
-        parts.append((_text(v) + " revenue", _missing(v), "revenue"))
-    known = [pd.Series(np.where(m, "", t), dtype=object) for t, m, _ in parts]
-    unknown = [pd.Series(np.where(m, w, ""), dtype=object) for _, m, w in parts]
-    join = lambda cols: pd.concat(cols, axis=1).apply(lambda r: ", ".join(x for x in r if x), axis=1) \
-        if cols else pd.Series([""] * n, dtype=object)  # noqa: E731
-    k, u = join(known).to_numpy(dtype=object, copy=True), join(unknown).to_numpy(dtype=object, copy=True)
-    out = np.where(k == "", "Company " + pd.Series(u, dtype=object).str.replace(r", (?=[^,]*$)", " and ", regex=True)
-                   + " not known", "Company: " + k).astype(object)
+    for col, fmt, what in (("industry", lambda v: _text(v), "industry"),
+                           ("company_size", lambda v: _text(v) + " employees", "size"),
+                           ("revenue_band", lambda v: _text(v) + " revenue", "revenue"),
+                           ("country", lambda v: "in " + pd.Series(v, dtype=object).astype(str).str.title()
+                            .to_numpy(dtype=object, copy=True), "country"),
+                           ("email_domain_type", lambda v: pd.Series(v, dtype=object).astype(str).map(EMAIL_DOMAIN)
+                            .fillna("").to_numpy(dtype=object, copy=True), "email domain")):
+        if col in members:
+            v = X[col].to_numpy()
+            text = fmt(v)
+            missing = _missing(v) | (pd.Series(text, dtype=object).astype(str) == "").to_numpy()
+            parts.append((text, missing, what))
+    if not parts:
+        return np.full(n, "Company", dtype=object)
+    known = np.column_stack([np.where(m, "", t) for t, m, _ in parts]).astype(object)
+    unknown = np.column_stack([np.where(m, w, "") for _, m, w in parts]).astype(object)
+    join = lambda a: np.array([", ".join(x for x in r if x) for r in a], dtype=object)  # noqa: E731
+    and_last = lambda a: pd.Series(a, dtype=object).str.replace(r", (?=[^,]*$)", " and ", regex=True) \
+        .to_numpy(dtype=object, copy=True)  # noqa: E731
+    k, u = join(known), and_last(join(unknown))
+    out = np.where(k == "", "Company " + u + " not known", "Company: " + k).astype(object)
     partial = (k != "") & (u != "")
-    out[partial] = out[partial] + "; " + pd.Series(u[partial], dtype=object).str.replace(
-        r", (?=[^,]*$)", " and ", regex=True).to_numpy(dtype=object, copy=True) + " not known"
+    out[partial] = out[partial] + "; " + u[partial] + " not known"
     return out
 
 
@@ -277,6 +287,13 @@ def _activity_sentence(members: dict, X: pd.DataFrame) -> np.ndarray:
         first = _num(X["days_since_first_touch"].to_numpy())
         has = ~np.isnan(first)
         out[has] = out[has] + ", first seen " + _ago(first[has])
+    if "furthest_funnel_stage" in members:  # how far the lead went: "…; reached the late funnel (pricing, …)"
+        stage = np.nan_to_num(_num(X["furthest_funnel_stage"].to_numpy()))
+        funnel = _funnel_sentence(members, X)
+        went = stage > 0
+        if went.any():
+            out[went] = out[went] + "; " + pd.Series(funnel[went], dtype=object).map(
+                lambda t: t[:1].lower() + t[1:]).to_numpy(dtype=object, copy=True)
     return out
 
 
@@ -339,7 +356,7 @@ def group_sentence(key: str, members: list, X: pd.DataFrame) -> np.ndarray:
         return multi
     if key in ATTRIBUTES and key in by_name:
         return _attribute(*ATTRIBUTES[key], X[key].to_numpy())
-    if key == "email_domain_type" and key in by_name:
+    if key == "email_domain_type" and key in by_name:  # (read with the company by default)
         v = X[key].to_numpy()
         out = pd.Series(v, dtype=object).astype(str).map(DOMAIN).to_numpy(dtype=object, copy=True)
         out[_missing(v) | pd.isna(out)] = "Email domain not known"

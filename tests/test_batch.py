@@ -160,6 +160,20 @@ def test_history_reports_changes_and_reuses_unchanged_reasons(job, tmp_path):
     c = pd.read_parquet(third.output).set_index("lead_id")
     b = b.set_index("lead_id")
     assert (c.loc[b.index, "reasons"] == b["reasons"]).all()
+    # The same features under a changed MQL threshold (or model, or scale): nothing is reused, every flag is
+    # recomputed for the new threshold.
+    moved_threshold = copy.copy(job["scorer"])
+    moved_threshold.mql_threshold = job["scorer"].mql_threshold - 7
+    fourth = score_leads(moved_threshold, job["leads"], job["events"], tmp_path / "d.parquet", as_of="2026-06-01T00:00:00.000002",
+                         priority_path=job["priority"], history_dir=hist, explain="changed")
+    assert fourth.reused == 0 and fourth.explained == fourth.scored
+    d = pd.read_parquet(fourth.output)
+    assert (d["is_mql"] == (d["points"] >= moved_threshold.mql_threshold)).all()
+    # and the output reconciles: base + listed reasons + the rest = points
+    for row in d.head(200).itertuples():
+        r = json.loads(row.reasons)
+        listed = sum(x["points"] for x in r["positive"] + r["negative"])
+        assert row.base_points + listed + row.other_points + row.capped_points == pytest.approx(row.points, abs=0.051)
 
 
 def test_rows_without_an_id_and_duplicates_of_decided_leads_are_each_one_reject(job, tmp_path):

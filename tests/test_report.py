@@ -61,7 +61,7 @@ def test_report_loads_without_errors_and_shows_every_section(page):
 def test_search_finds_a_lead_and_its_reasons_add_up_to_its_score(page, trained):
     pg, errors = page
     scored = pd.read_parquet(trained["tmp"] / "reports" / "explanations.parquet")
-    scored = scored[scored["as_of"] == scored["as_of"].max()]  # the report lists the leads open at the newest date
+    scored = scored[scored["as_of"] == scored["as_of"].max()]  # the report lists the newest replay date's leads
     lead = scored.sort_values("points", ascending=False).iloc[3]
     pg.fill("#search", lead["lead_id"][-5:])
     rows = pg.locator("#leads tbody tr")

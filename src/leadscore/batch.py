@@ -32,11 +32,12 @@ import pyarrow.parquet as pq
 
 from leadscore import contract, features, runstore, safecsv
 from leadscore.runstore import JobBusy, JobIOError  # noqa: F401 (re-exported for the CLI)
-from leadscore.scoring import LeadScorer, reasons_json, sentences
+from leadscore.reasons import group_layout, group_matrix, group_sentences
+from leadscore.scoring import LeadScorer, reasons_json
 
 EXPLAIN_MODES = ("all", "mql", "changed", "none")
 SCORE_COLUMNS = ["probability", "points", "band", "fit_grade", "engagement_grade", "matrix_cell", "is_mql",
-                 "reasons", "pushed_over_mql"]
+                 "reasons", "pushed_over_mql", "base_points", "other_points", "capped_points"]
 
 
 class BatchError(RuntimeError):
@@ -210,13 +211,19 @@ def _atomic_writer_path(out: Path) -> Path:
     return runstore.temp_beside(out, uuid.uuid4().hex[:12])
 
 
-def _reason_text(reasons: pd.Series) -> pd.Series:
-    """'Visited the pricing page 3 times… (+14.2); Title seniority is assistant (-8.2)' from the JSON: the
-    points after the sentence, so the text never starts with a sign (a spreadsheet would read +14.2 … as a
-    formula); JSON escapes decoded, control characters shown as spaces."""
+def _reason_text(reasons: pd.Series, other=None) -> pd.Series:
+    """'Pricing page: visited 3 times in the last 7 days (+14.2); Seniority: assistant (-8.2); all other
+    factors (+1.1)' from the JSON (and ``other``, the points of the reasons not listed): the points after
+    the sentence, so the text never starts with a sign (a spreadsheet would read +14.2 … as a formula);
+    JSON escapes decoded, control characters shown as spaces."""
     parts = reasons.astype(str).str.extractall(r'"sentence": "(?P<sentence>(?:[^"\\]|\\.)*)", "points": (?P<points>-?\d+\.\d)')
+    tail = pd.Series("", index=reasons.index, dtype=object)
+    if other is not None:
+        o = np.round(pd.to_numeric(pd.Series(np.asarray(other), index=reasons.index), errors="coerce").fillna(0.0), 1)
+        tail = pd.Series(np.where(o.abs() >= 0.05, "all other factors (" + np.where(o >= 0, "+", "")
+                                  + np.char.mod("%.1f", o.to_numpy()) + ")", ""), index=reasons.index, dtype=object)
     if parts.empty:
-        return pd.Series("", index=reasons.index, dtype=object)
+        return tail.str.capitalize() if other is not None else pd.Series("", index=reasons.index, dtype=object)
     sentence = parts["sentence"].astype(object)
     escaped = sentence.str.contains("\\", regex=False).to_numpy(dtype=bool)
     if escaped.any():  # few: quotes, backslashes and control characters in input values
@@ -224,11 +231,19 @@ def _reason_text(reasons: pd.Series) -> pd.Series:
     sentence = sentence.astype(str).str.replace(r"[\x00-\x1f\x7f]", " ", regex=True)
     sign = np.where(parts["points"].str.startswith("-"), "", "+")
     text = sentence + " (" + sign + parts["points"] + ")"
-    return text.groupby(level=0).agg("; ".join).reindex(reasons.index, fill_value="")
+    joined = text.groupby(level=0).agg("; ".join).reindex(reasons.index, fill_value="")
+    both = (joined != "") & (tail != "")
+    out = joined.where(tail == "", joined + "; " + tail)
+    return out.where(both | (joined != ""), tail.str.capitalize())
 
 
 def _row_hash(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
+
+
+def _key_int(scorer: LeadScorer) -> np.uint64:
+    """The scorer's :meth:`~leadscore.scoring.LeadScorer.scoring_key` as 64 bits, mixed into every row hash."""
+    return np.uint64(int(scorer.scoring_key()[:16], 16))
 
 
 # ----------------------------------------------------------------------------- history
@@ -258,21 +273,25 @@ def change_since(previous: pd.DataFrame | None, current: pd.DataFrame, contrib_c
     out["previous_points"] = prev["points"].to_numpy()
     out["points_change"] = np.round(current["points"].to_numpy() - prev["points"].to_numpy(), 1)
     out["newly_mql"] = current["is_mql"].to_numpy() & ~prev["is_mql"].fillna(False).astype(bool).to_numpy()
-    have = [c for c in contrib_cols if c in prev.columns]
-    now = current[have].to_numpy(dtype=float)
-    before = prev[have].to_numpy(dtype=float)
-    delta = np.where(np.isnan(before), 0.0, now - before)
+    # By reason group, as the reasons read: a feature column the previous run lacks counts as unchanged.
+    names = [c[len("c_"):] for c in contrib_cols]
+    now = current[contrib_cols].to_numpy(dtype=float)
+    before = np.column_stack([prev[c].to_numpy(dtype=float) if c in prev.columns else now[:, j]
+                              for j, c in enumerate(contrib_cols)]) if contrib_cols else now
+    before = np.where(np.isnan(before), now, before)
+    position = {f.name: f for f in scorer.features}
+    feats = [position[n] for n in names if n in position]
+    keys, member = group_layout(feats)
+    cols = [j for j, n in enumerate(names) if n in position]
+    delta = group_matrix(np.nan_to_num(now[:, cols] - before[:, cols]), member, len(keys))
     k = min(2, delta.shape[1])
     idx = np.argpartition(-np.abs(delta), k - 1, axis=1)[:, :k]
     rows = np.arange(len(delta))[:, None]
     idx = idx[rows, np.argsort(-np.abs(delta[rows, idx]), axis=1)]
-    moved = delta[rows, idx]
+    moved = np.round(delta[rows, idx], 1)
     valid = (np.abs(moved) >= 0.5) & ~np.isnan(prev["points"].to_numpy())[:, None]
-    names_all = np.array([c[len("c_"):] for c in have], dtype=object)
-    feats = [f for f in scorer.features if f.name in set(names_all)]
-    position = {f.name: i for i, f in enumerate(feats)}
-    f_idx = pd.Series(names_all[idx].ravel()).map(position).to_numpy().reshape(idx.shape)
-    text = sentences(feats, X, np.where(valid, f_idx, -1))
+    names_all = np.array(keys, dtype=object)
+    text = group_sentences(feats, X, np.where(valid, idx, -1))
     out["change_reasons"] = reasons_json(names_all[idx], text, moved, valid)
     return out
 
@@ -416,7 +435,8 @@ def reconcile(checked: CheckedInputs, n_scored: int, skipped: pd.DataFrame, reje
 # The output's columns and types (the change columns come with a score history).
 OUTPUT_TYPES = {"lead_id": "str", "probability": "float64", "points": "float64", "band": "str", "fit_grade": "str",
                 "engagement_grade": "str", "matrix_cell": "str", "is_mql": "bool", "reasons": "str",
-                "pushed_over_mql": "str", "reasons_text": "str"}
+                "pushed_over_mql": "str", "base_points": "float64", "other_points": "float64",
+                "capped_points": "float64", "reasons_text": "str"}
 STAMP_TYPES = {"model_name": "str", "model_version": "str", "as_of": "datetime64[us]", "scored_at": "datetime64[us]"}
 
 
@@ -564,7 +584,7 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
                 n_explained += n_exp
                 n_reused += n_reuse
                 chunk.insert(0, "lead_id", X["lead_id"].to_numpy())
-                chunk["reasons_text"] = _reason_text(chunk["reasons"]).to_numpy()
+                chunk["reasons_text"] = _reason_text(chunk["reasons"], chunk["other_points"]).to_numpy()
                 if history_dir is not None or previous is not None:
                     cur = pd.concat([chunk[["lead_id", "points", "is_mql"]],
                                      pd.DataFrame(contrib, columns=contrib_cols)], axis=1)
@@ -637,7 +657,9 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
 def _score_chunk(scorer: LeadScorer, X: pd.DataFrame, explain: str, near: float, previous: pd.DataFrame | None,
                  engine: str | None = None):
     """Scores for one chunk; reasons for the leads the explain mode selects."""
-    hashes = _row_hash(X, scorer.model.feature_names)
+    # The reuse key: the lead's features and everything else that decides its row (model, points scale,
+    # bands, reasons, MQL threshold: LeadScorer.scoring_key); a change to any of them recomputes.
+    hashes = _row_hash(X, scorer.model.feature_names) ^ _key_int(scorer)
     n = len(X)
     reuse = np.zeros(n, bool)
     if explain == "changed" and previous is not None and "feature_hash" in previous:
@@ -660,11 +682,15 @@ def _score_chunk(scorer: LeadScorer, X: pd.DataFrame, explain: str, near: float,
         contrib[todo] = exp.contributions
     rest = ~todo & ~reuse
     if rest.any():  # scored, not explained: points, band and MQL flag only
-        prob, points = scorer.points_only(X[rest])
+        prob, points, raw = scorer.points_detail(X[rest])
         from leadscore.scoring import grade
 
         out.loc[np.flatnonzero(rest), "probability"] = prob
         out.loc[np.flatnonzero(rest), "points"] = points
+        base, capped = round(scorer.base_points(), 1), np.round(points - raw, 1) + 0.0
+        out.loc[np.flatnonzero(rest), "base_points"] = base
+        out.loc[np.flatnonzero(rest), "capped_points"] = capped
+        out.loc[np.flatnonzero(rest), "other_points"] = np.round(points - base - capped, 1) + 0.0
         out.loc[np.flatnonzero(rest), "band"] = grade(points, scorer.params.bands, "D")
         out.loc[np.flatnonzero(rest), "is_mql"] = points >= scorer.mql_threshold
         out.loc[np.flatnonzero(rest), ["fit_grade", "engagement_grade", "matrix_cell"]] = ""
@@ -674,5 +700,6 @@ def _score_chunk(scorer: LeadScorer, X: pd.DataFrame, explain: str, near: float,
         out.loc[np.flatnonzero(reuse), SCORE_COLUMNS] = prev[SCORE_COLUMNS].to_numpy()
         cols = [f"c_{c}" for c in scorer.model.feature_names]
         contrib[reuse] = prev[cols].to_numpy(dtype=float)
-    out = out.astype({"probability": float, "points": float, "is_mql": bool})
+    out = out.astype({"probability": float, "points": float, "is_mql": bool, "base_points": float,
+                      "other_points": float, "capped_points": float})
     return out, contrib, hashes, int(todo.sum()), int(reuse.sum())

@@ -145,8 +145,8 @@ class BaselineParams(_Section):
 
 class ScoringParams(_Section):
     base_points: float = 50
-    base_probability: float = Field(0.10, gt=0, lt=1)
-    points_to_double_odds: float = Field(10, gt=0)
+    base_probability: float = Field(0.05, gt=0, lt=1)
+    points_to_double_odds: float = Field(8, gt=0)
     bands: dict[str, float] = Field(default_factory=lambda: {"A": 75, "B": 60, "C": 45})
     fit_grades: dict[str, float] = Field(default_factory=lambda: {"A": 8, "B": 0, "C": -8})
     engagement_grades: dict[str, float] = Field(default_factory=lambda: {"1": 15, "2": 0, "3": -15})
@@ -156,7 +156,7 @@ class ScoringParams(_Section):
     min_conversion: float = Field(0.35, gt=0, lt=1)
     deal_value: float = Field(20000, gt=0)
     touch_cost: float = Field(400, gt=0)
-    top_reasons: int = Field(3, ge=1, le=10)
+    top_reasons: int = Field(5, ge=1, le=10)
     explain_engine: Literal["fast", "lightgbm"] = "fast"  # exact tree SHAP: leadscore.treeshap or LightGBM's own
 
     @field_validator("fit_grades", "engagement_grades", "bands", mode="before")

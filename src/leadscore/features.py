@@ -36,6 +36,10 @@ CATEGORICAL, NUMERIC = "categorical", "numeric"
 KEY_COLUMNS = ["lead_id", "as_of", "label"]
 
 FUNNEL_STAGE_LABELS = {0: "none", 1: "first touch", 2: "mid funnel", 3: "late funnel"}
+# Behaviours read as one reason with another (see Feature.reason_group): email opens and clicks are
+# "Marketing emails", webinar sign-ups and attendance "Webinars". Other event types are a reason each.
+REASON_GROUP = {"email_open": "emails", "email_click": "emails", "webinar_register": "webinars",
+                "webinar_attend": "webinars"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,14 @@ class Feature:
     description: str  # sentence template; {value} is the lead's value
     sql: str  # expression over the final join (see _final_select)
     value_labels: dict | None = None  # readable names for coded values
+    # The reason a marketer reads this feature under (see :mod:`leadscore.reasons`): every feature of one
+    # behaviour or attribute shares one group (pricing_page_7d/30d/90d/decayed -> "pricing_page"), whose
+    # points are the sum of its features' and whose sentence reads them together. Empty: its own group.
+    reason_group: str = ""
+
+    @property
+    def reason_key(self) -> str:
+        return self.reason_group or self.name
 
     def describe(self, value) -> str:
         """The sentence for one value, as a marketer reads it."""
@@ -173,56 +185,56 @@ def feature_specs(params: FeatureParams, extra: list[dict] | None = None) -> lis
     cat = lambda col: f"coalesce(nullif(lower(trim(l.{col})), ''), 'unknown')"  # noqa: E731
     specs = [
         Feature("seniority", FIT, CATEGORICAL, "title seniority is {value}",
-                _title_sql(SENIORITY_RULES, "individual_contributor")),
-        Feature("job_function", FIT, CATEGORICAL, "works in {value}", _title_sql(FUNCTION_RULES, "other")),
+                _title_sql(SENIORITY_RULES, "individual_contributor"), reason_group="title"),
+        Feature("job_function", FIT, CATEGORICAL, "works in {value}", _title_sql(FUNCTION_RULES, "other"),
+                reason_group="title"),
         Feature("company_size", FIT, CATEGORICAL, "company has {value} employees",
                 _band_sql("l.employees", [(10, "1-10"), (50, "11-50"), (200, "51-200"), (1000, "201-1000"),
-                                          (5000, "1001-5000")], "5000+")),
+                                          (5000, "1001-5000")], "5000+"), reason_group="company"),
         Feature("revenue_band", FIT, CATEGORICAL, "company revenue is {value}",
                 _band_sql("l.annual_revenue", [(1e6, "under $1M"), (1e7, "$1M-10M"), (1e8, "$10M-100M"),
-                                               (1e9, "$100M-1B")], "over $1B")),
-        Feature("industry", FIT, CATEGORICAL, "industry is {value}", cat("industry")),
-        Feature("country", FIT, CATEGORICAL, "based in {value}", cat("country")),
+                                               (1e9, "$100M-1B")], "over $1B"), reason_group="company"),
+        Feature("industry", FIT, CATEGORICAL, "industry is {value}", cat("industry"), reason_group="company"),
+        Feature("country", FIT, CATEGORICAL, "based in {value}", cat("country"), reason_group="company"),
         Feature("email_domain_type", FIT, CATEGORICAL, "email domain is {value}",
                 domain_type_sql("l.email_domain", params.competitor_domains),
                 {"corporate": "a company domain", "free_mail": "a free-mail address",
-                 "competitor": "a competitor's", "unknown": "unknown"}),
+                 "competitor": "a competitor's", "unknown": "not known"}, "company"),
         Feature("lead_source", FIT, CATEGORICAL, "came in through {value}", cat("lead_source")),
     ]
     for et in FEATURE_EVENT_TYPES:
         for w in params.windows_days:
             specs.append(Feature(f"{et.name}_{w}d", BEHAVIOR, NUMERIC,
                                  et.phrase.replace("{n}", "{value}") + f" in the last {w} days",
-                                 f"coalesce(b.{et.name}_{w}d, 0)"))
-    for et in FEATURE_EVENT_TYPES:
-        specs.append(Feature(f"{et.name}_decayed", BEHAVIOR, NUMERIC,
-                             f"recent {et.noun} (time-weighted score {{value}}, half-life "
-                             f"{params.half_life_days:g} days)",
-                             f"coalesce(b.{et.name}_decayed, 0)"))
+                                 f"coalesce(b.{et.name}_{w}d, 0)", reason_group=REASON_GROUP.get(et.name, et.name)))
+    for et in FEATURE_EVENT_TYPES:  # recency-weighted count (half-life params.half_life_days): read with its counts
+        specs.append(Feature(f"{et.name}_decayed", BEHAVIOR, NUMERIC, f"how recent the {et.noun} were",
+                             f"coalesce(b.{et.name}_decayed, 0)", reason_group=REASON_GROUP.get(et.name, et.name)))
     wmax = max(params.windows_days)
     specs += [
         Feature("lead_age_days", BEHAVIOR, NUMERIC, "lead created {value} days ago",
-                "round((epoch(s.as_of) - epoch(s.created_at)) / 86400.0, 3)"),
+                "round((epoch(s.as_of) - epoch(s.created_at)) / 86400.0, 3)", reason_group="activity"),
         Feature("days_since_last_activity", BEHAVIOR, NUMERIC, "last active {value} days ago",
-                "round((epoch(s.as_of) - epoch(b.last_ts)) / 86400.0, 3)"),
+                "round((epoch(s.as_of) - epoch(b.last_ts)) / 86400.0, 3)", reason_group="activity"),
         Feature("days_since_first_touch", BEHAVIOR, NUMERIC, "first touch {value} days ago",
-                "round((epoch(s.as_of) - epoch(b.first_ts)) / 86400.0, 3)"),
+                "round((epoch(s.as_of) - epoch(b.first_ts)) / 86400.0, 3)", reason_group="activity"),
         Feature("days_first_touch_to_late_funnel", BEHAVIOR, NUMERIC,
                 "reached pricing, demo or quote {value} days after the first touch",
-                "round((epoch(b.first_late_ts) - epoch(b.first_ts)) / 86400.0, 3)"),
+                "round((epoch(b.first_late_ts) - epoch(b.first_ts)) / 86400.0, 3)", reason_group="activity"),
         Feature(f"active_days_{wmax}d", BEHAVIOR, NUMERIC, f"active on {{value}} different days in the last {wmax} days",
-                "coalesce(" + " + ".join(f"bit_count(b.day_mask_{i})" for i in range(_n_masks(wmax))) + ", 0)"),
+                "coalesce(" + " + ".join(f"bit_count(b.day_mask_{i})" for i in range(_n_masks(wmax))) + ", 0)",
+                reason_group="activity"),
         Feature("furthest_funnel_stage", BEHAVIOR, NUMERIC, "furthest funnel stage reached: {value}",
-                "coalesce(b.furthest_stage, 0)", FUNNEL_STAGE_LABELS),
+                "coalesce(b.furthest_stage, 0)", FUNNEL_STAGE_LABELS, "activity"),
         Feature("content_value", BEHAVIOR, NUMERIC, "downloaded content worth {value} value points",
-                "coalesce(b.content_value, 0)"),
+                "coalesce(b.content_value, 0)", reason_group="content_download"),
         Feature("webinar_watched_pct", BEHAVIOR, NUMERIC, "watched {value}% of webinars on average",
-                "round(b.watched_sum / nullif(b.watched_n, 0), 6)"),
+                "round(b.watched_sum / nullif(b.watched_n, 0), 6)", reason_group="webinars"),
         Feature(f"account_engaged_stakeholders_{params.stakeholder_window_days}d", ACCOUNT, NUMERIC,
                 f"{{value}} other people from the same company engaged in the last "
-                f"{params.stakeholder_window_days} days", "coalesce(a.engaged_stakeholders, 0)"),
+                f"{params.stakeholder_window_days} days", "coalesce(a.engaged_stakeholders, 0)", reason_group="colleagues"),
         Feature("account_known_leads", ACCOUNT, NUMERIC, "{value} other leads from the same company known",
-                "coalesce(a.known_leads, 0)"),
+                "coalesce(a.known_leads, 0)", reason_group="colleagues"),
         Feature("is_priority_account", ACCOUNT, NUMERIC, "{value}", "CAST(s.is_priority AS INTEGER)",
                 {0: "not a priority account", 1: "a priority (target) account"}),
     ]

@@ -98,14 +98,24 @@ def _logit(p):
     return np.log(p / (1 - p))
 
 
+ISOTONIC_FLOOR = 1e-3  # isotonic steps are read as at least 0.1% and at most 99.9% (a few thousand rows cannot say less)
+
+
 class MarginCalibrator:
-    """Maps the model's raw margin (log-odds) to a calibrated probability."""
+    """Maps the model's raw margin (log-odds) to a calibrated probability.
+
+    Isotonic calibration is fitted as usual, then used through a strictly increasing map: linear in
+    log-odds between the midpoints of the isotonic steps (clipped to 0.1%-99.9%), with a gentle slope
+    beyond the outer steps. A flat step would give every lead on it the same probability, whatever its
+    behaviour, and leave it with no reasons at all (its points could not move); the interpolation keeps the
+    isotonic fit's shape, and every difference in margin becomes a difference in points."""
 
     def __init__(self, method: str = "sigmoid"):
         self.method = method
 
     def fit(self, margin, y) -> MarginCalibrator:
         margin, y = np.asarray(margin, float), np.asarray(y)
+        self.__dict__.pop("_knots", None)
         if self.method == "isotonic":
             self.map_ = IsotonicRegression(out_of_bounds="clip", y_min=EPS, y_max=1 - EPS).fit(margin, y)
         elif self.method == "sigmoid":
@@ -114,16 +124,42 @@ class MarginCalibrator:
             raise ValueError(f"unknown calibration method {self.method!r}")
         return self
 
+    def _isotonic_knots(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """(knot margins, knot log-odds, tail slope) of the strictly increasing isotonic map."""
+        knots = self.__dict__.get("_knots")
+        if knots is None:
+            x = np.asarray(self.map_.X_thresholds_, float)
+            y = np.asarray(self.map_.y_thresholds_, float)
+            change = np.flatnonzero(np.diff(y) != 0)
+            starts, ends = np.r_[0, change + 1], np.r_[change, len(y) - 1]
+            kx = (x[starts] + x[ends]) / 2
+            kl = _logit(np.clip(y[starts], ISOTONIC_FLOOR, 1 - ISOTONIC_FLOOR))
+            low, high = kl == kl.min(), kl == kl.max()  # steps merged by the clip: one knot each end
+            keep = (~low & ~high) | (low & (kx == kx[low].max())) | (high & (kx == kx[high].min()))
+            kx, kl = kx[keep], kl[keep]
+            span = kx[-1] - kx[0]
+            tail = 0.05 * (kl[-1] - kl[0]) / span if len(kx) > 1 and span > 0 else 0.01
+            knots = (kx, kl, max(float(tail), 1e-3))
+            self.__dict__["_knots"] = knots
+        return knots
+
+    def _isotonic_log_odds(self, margin: np.ndarray) -> np.ndarray:
+        kx, kl, tail = self._isotonic_knots()
+        inner = np.interp(margin, kx, kl)
+        return inner + tail * (np.minimum(margin - kx[0], 0) + np.maximum(margin - kx[-1], 0))
+
     def predict(self, margin) -> np.ndarray:
         margin = np.asarray(margin, float)
         if self.method == "isotonic":
-            return np.clip(self.map_.predict(margin), EPS, 1 - EPS)
+            return 1 / (1 + np.exp(-self._isotonic_log_odds(margin)))
         if self.method == "sigmoid":
             return self.map_.predict_proba(margin.reshape(-1, 1))[:, 1]
         return 1 / (1 + np.exp(-margin))
 
     def calibrated_margin(self, margin) -> np.ndarray:
         """The calibrated score in log-odds (what points are made from)."""
+        if self.method == "isotonic":
+            return self._isotonic_log_odds(np.asarray(margin, float))
         return _logit(self.predict(margin))
 
 

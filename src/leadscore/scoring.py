@@ -29,6 +29,7 @@ import pandas as pd
 from leadscore.config import ScoringParams
 from leadscore.features import ACCOUNT, BEHAVIOR, FIT, Feature
 from leadscore.model import LeadScoreModel
+from leadscore.reasons import group_layout, group_matrix, group_sentences
 
 CAP_FEATURE = "_score_cap"
 
@@ -124,7 +125,7 @@ def _value_text(feature: Feature, values: np.ndarray) -> np.ndarray:
         out = np.where(whole, r.astype(np.int64).astype(str), np.char.mod("%.1f", np.nan_to_num(v))).astype(object)
     else:
         out = s.astype(str).str.replace("_", " ").to_numpy(dtype=object)
-    out[missing] = "unknown"
+    out[missing] = "not known"
     return out
 
 
@@ -178,20 +179,52 @@ def top_reasons(exp: Explanation, k: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return pos, c[rows, pos], neg, c[rows, neg]
 
 
-def pushed_over(exp: Explanation, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """For leads at or over ``threshold``: the smallest set of positive reasons without which the
-    lead would fall under it (the largest ones first). Returns (n, m) indices and a validity mask."""
-    c = exp.contributions
+SHOWN = 0.05  # a reason under this many points rounds to 0.0: never listed
+
+
+def strongest(points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The k strongest reasons by absolute points (of a (n, groups) matrix), split into positive ones
+    (largest first) and negative ones (most negative first). Returns (pos index, pos valid, neg index,
+    neg valid), each (n, k); invalid slots come last."""
+    n, g = points.shape
+    k = min(k, g)
+    rows = np.arange(n)[:, None]
+    top = np.argpartition(-np.abs(points), k - 1, axis=1)[:, :k] if k < g else np.tile(np.arange(g), (n, 1))
+    vals = points[rows, top]
+    pos_key = np.where(vals >= SHOWN, -vals, np.inf)
+    neg_key = np.where(vals <= -SHOWN, vals, np.inf)
+    pos_order = np.argsort(pos_key, axis=1, kind="stable")
+    neg_order = np.argsort(neg_key, axis=1, kind="stable")
+    pos = top[rows, pos_order]
+    neg = top[rows, neg_order]
+    return pos, np.isfinite(pos_key[rows, pos_order]), neg, np.isfinite(neg_key[rows, neg_order])
+
+
+def pushed_over(contributions: np.ndarray, raw_points: np.ndarray, threshold: float,
+                over: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For leads at or over ``threshold``: the smallest set of positive reasons without which the lead
+    would fall under it, the largest ones first (no smaller set can: the k largest positives remove the
+    most points any k reasons can). ``raw_points`` are the points before the 0-100 clip: removing reasons
+    from a lead held at 100 by the clip starts from where its reasons put it, not from 100.
+    ``over``: which leads are over (default ``raw_points >= threshold``; the scorer passes its MQL flag).
+    Returns (n, m) indices and a validity mask; a lead no set of reasons brings under gets none."""
+    c = np.asarray(contributions, float)
+    raw_points = np.asarray(raw_points, float)
     order = np.argsort(-c, axis=1, kind="stable")
     sorted_c = np.take_along_axis(c, order, axis=1)
-    remaining = exp.points[:, None] - np.cumsum(np.maximum(sorted_c, 0), axis=1)
+    remaining = raw_points[:, None] - np.cumsum(np.maximum(sorted_c, 0), axis=1)
     falls = (remaining < threshold) & (sorted_c > 0)
-    over = exp.points >= threshold
+    over = raw_points >= threshold if over is None else np.asarray(over, bool)
     need = np.where(falls.any(axis=1), falls.argmax(axis=1) + 1, 0)  # 0: no set of reasons suffices
     need = np.where(over, need, 0)
     m = max(int(need.max(initial=0)), 1)
     valid = np.arange(m)[None, :] < need[:, None]
     return order[:, :m], valid
+
+
+def shown_probability(p) -> np.ndarray:
+    """A probability as people read it: 4 decimals (0.01 %), never exactly 0 or 1 (no 1e-06 or 0.999999)."""
+    return np.clip(np.round(np.asarray(p, float), 4), 0.0001, 0.9999)
 
 
 # ----------------------------------------------------------------------------- the scorer
@@ -218,7 +251,22 @@ class LeadScorer:
         """(probability, shown points) without explanations: one plain prediction."""
         margin = self.model.raw_margin(X)
         points = np.round(np.clip(self.scale.points(self.model.calibrator.calibrated_margin(margin)), 0, 100), 1)
-        return self.model.calibrator.predict(margin), points
+        return shown_probability(self.model.calibrator.predict(margin)), points
+
+    def points_detail(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(shown probability, shown points, points before the 0-100 clip) of one plain prediction."""
+        margin = self.model.raw_margin(X)
+        raw = self.scale.points(self.model.calibrator.calibrated_margin(margin))
+        return shown_probability(self.model.calibrator.predict(margin)), np.round(np.clip(raw, 0, 100), 1), raw
+
+    def base_points(self) -> float:
+        """Points of a lead at the model's expected margin (the tree SHAP bias): where every waterfall starts."""
+        X = pd.DataFrame({n: pd.Series([np.nan], dtype="float64") for n in self.model.feature_names})
+        for m in self.model.metadata:
+            if m["kind"] == "categorical":
+                X[m["name"]] = X[m["name"]].astype("category")
+        bias = float(margin_contributions(self.model, X, "lightgbm")[0, -1])
+        return float(self.scale.points(self.model.calibrator.calibrated_margin(np.array([bias])))[0])
 
     def explain(self, X: pd.DataFrame, engine: str | None = None) -> Explanation:
         return explain_points(self.model, self.scale, X, engine or self.explain_engine)
@@ -227,25 +275,62 @@ class LeadScorer:
         groups = np.array([f.group for f in self.features])
         return {g: exp.contributions[:, groups == g].sum(axis=1) for g in (FIT, BEHAVIOR, ACCOUNT)}
 
+    def reason_groups(self) -> tuple[list[str], np.ndarray]:
+        """(reason group keys, group position of every model feature): see :mod:`leadscore.reasons`."""
+        return group_layout(self.features)
+
+    def grouped(self, contributions: np.ndarray) -> np.ndarray:
+        keys, member = self.reason_groups()
+        return group_matrix(contributions, member, len(keys))
+
+    def scoring_key(self) -> str:
+        """A fingerprint of everything besides the features that decides a lead's output: the model (trees
+        and calibration), the points scale, bands, grades, number of reasons and the MQL threshold.
+        ``--explain changed`` reuses a previous run's rows only when this is unchanged."""
+        import hashlib
+        import pickle
+
+        h = hashlib.sha256()
+        h.update(self.model.booster.model_to_string().encode())
+        state = {k: v for k, v in getattr(self.model.calibrator, "__dict__", {}).items() if not k.startswith("_")}
+        h.update(pickle.dumps(state, protocol=4))
+        h.update(repr(sorted(self.params.model_dump().items())).encode())
+        h.update(repr((self.mql_threshold, self.scale, [f.reason_key for f in self.features], REASONS_VERSION)).encode())
+        return h.hexdigest()
+
     def score(self, X: pd.DataFrame, engine: str | None = None, explanation: Explanation | None = None) -> pd.DataFrame:
-        """probability, points, band, fit_grade, engagement_grade, matrix_cell, is_mql, reasons, pushed_over_mql."""
+        """probability, points, band, fit_grade, engagement_grade, matrix_cell, is_mql, reasons, pushed_over_mql,
+        base_points, other_points, capped_points.
+
+        ``reasons`` lists the ``top_reasons`` strongest grouped reasons (by absolute points; positive then
+        negative); ``base_points`` + the listed points + ``other_points`` (every reason not listed) +
+        ``capped_points`` (the 0-100 clip) = ``points``, to the 0.1 shown."""
         exp = explanation if explanation is not None else self.explain(X, engine)
         p = self.params
         by_group = self.group_points(exp)
         fit_grade = grade(by_group[FIT], p.fit_grades, "D")
         engagement = grade(by_group[BEHAVIOR] + by_group[ACCOUNT], p.engagement_grades, "4")
-        names = np.array(exp.feature_names, dtype=object)
-        pos, pos_pts, neg, neg_pts = top_reasons(exp, p.top_reasons)
-        pos_valid, neg_valid = pos_pts > 0.05, neg_pts < -0.05
-        pos_json = reasons_json(names[pos], sentences(self.features, X, np.where(pos_valid, pos, -1)), pos_pts, pos_valid)
-        neg_json = reasons_json(names[neg], sentences(self.features, X, np.where(neg_valid, neg, -1)), neg_pts, neg_valid)
-        push_idx, push_valid = pushed_over(exp, self.mql_threshold - 0.05)  # consistent with the rounded flag
-        push_pts = np.take_along_axis(exp.contributions, push_idx, axis=1)
-        push_json = reasons_json(names[push_idx], sentences(self.features, X, np.where(push_valid, push_idx, -1)),
-                                 push_pts, push_valid)
+        keys, member = self.reason_groups()
+        names = np.array(keys, dtype=object)
+        G = group_matrix(exp.contributions, member, len(keys))
+        rows = np.arange(len(G))[:, None]
+        pos, pos_valid, neg, neg_valid = strongest(G, p.top_reasons)
+        pos_pts, neg_pts = np.round(G[rows, pos], 1), np.round(G[rows, neg], 1)
+        pos_json = reasons_json(names[pos], group_sentences(self.features, X, np.where(pos_valid, pos, -1)), pos_pts, pos_valid)
+        neg_json = reasons_json(names[neg], group_sentences(self.features, X, np.where(neg_valid, neg, -1)), neg_pts, neg_valid)
+        raw_points = exp.points - exp.cap
         shown = np.round(exp.points, 1)  # bands and the MQL flag follow the points people see
+        # Under the threshold once the shown points round below it: raw - removed < threshold - 0.05.
+        push_idx, push_valid = pushed_over(G, raw_points, self.mql_threshold - 0.05, over=shown >= self.mql_threshold)
+        push_pts = np.round(np.take_along_axis(G, push_idx, axis=1), 1)
+        push_json = reasons_json(names[push_idx], group_sentences(self.features, X, np.where(push_valid, push_idx, -1)),
+                                 push_pts, push_valid)
+        base = np.full(len(G), round(exp.base_points, 1))
+        capped = np.round(exp.cap, 1)
+        listed = np.where(pos_valid, pos_pts, 0).sum(axis=1) + np.where(neg_valid, neg_pts, 0).sum(axis=1)
+        other = np.round(shown - base - listed - capped, 1)
         out = pd.DataFrame({
-            "probability": exp.probability,
+            "probability": shown_probability(exp.probability),
             "points": shown,
             "band": grade(shown, p.bands, "D"),
             "fit_grade": fit_grade,
@@ -255,8 +340,14 @@ class LeadScorer:
             "reasons": ('{"positive": ' + pd.Series(pos_json, dtype=object) + ', "negative": '
                         + pd.Series(neg_json, dtype=object) + "}").to_numpy(),
             "pushed_over_mql": push_json,
+            "base_points": base,
+            "other_points": other + 0.0,
+            "capped_points": capped + 0.0,
         }, index=X.index)
         return out
+
+
+REASONS_VERSION = 2  # bump when reasons or their sentences change: --explain changed then recomputes
 
 
 # ----------------------------------------------------------------------------- the MQL threshold

@@ -330,7 +330,7 @@ def score_spark(spark, scorer, features_df, engine: str | None = None):
             out = model.score(X, engine).astype({"probability": float, "points": float, "is_mql": bool})
             out = out[SCORE_COLUMNS].reset_index(drop=True)
             out.insert(0, "lead_id", X["lead_id"].astype(object).to_numpy())
-            out["reasons_text"] = _reason_text(out["reasons"]).to_numpy()
+            out["reasons_text"] = _reason_text(out["reasons"], out["other_points"]).to_numpy()
             yield out
 
     return features_df.select("lead_id", *[f"`{n}`" for n in names]).mapInPandas(score_batches, SCORE_SCHEMA)

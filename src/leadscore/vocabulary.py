@@ -23,24 +23,45 @@ class EventType:
     stage: str
     phrase: str  # "{n}" is the count: "visited the pricing page {n} times"
     noun: str  # short label for decayed-engagement sentences
+    # How a reason says it (see leadscore.reasons): "Pricing page: visited 3 times in the last 7 days",
+    # "No pricing-page visit in the last 90 days". ``many`` holds "{n}"; ``one`` is the singular.
+    label: str = ""
+    one: str = ""
+    many: str = ""
+    absent: str = ""
 
 
 EVENT_TYPES: tuple[EventType, ...] = (
-    EventType("email_open", FIRST_TOUCH, "opened {n} marketing emails", "email opens"),
-    EventType("email_click", FIRST_TOUCH, "clicked {n} marketing emails", "email clicks"),
-    EventType("web_visit", FIRST_TOUCH, "visited the website {n} times", "website visits"),
-    EventType("newsletter_signup", FIRST_TOUCH, "signed up for the newsletter {n} times", "newsletter sign-ups"),
-    EventType("social_follow", FIRST_TOUCH, "followed us on social media {n} times", "social follows"),
-    EventType("form_fill", MID_FUNNEL, "filled in {n} forms", "form fills"),
-    EventType("webinar_register", MID_FUNNEL, "registered for {n} webinars", "webinar registrations"),
-    EventType("webinar_attend", MID_FUNNEL, "attended {n} webinars", "webinar attendance"),
-    EventType("content_download", MID_FUNNEL, "downloaded {n} pieces of content", "content downloads"),
-    EventType("pricing_page", LATE_FUNNEL, "visited the pricing page {n} times", "pricing-page visits"),
-    EventType("demo_request", LATE_FUNNEL, "requested a demo {n} times", "demo requests"),
-    EventType("quote_form", LATE_FUNNEL, "asked for a quote {n} times", "quote requests"),
-    EventType("careers_page", NEGATIVE, "visited the careers page {n} times", "careers-page visits"),
-    EventType("unsubscribe", NEGATIVE, "unsubscribed from emails {n} times", "unsubscribes"),
-    EventType("onboarding_session", POST_SALE, "attended {n} onboarding sessions", "onboarding sessions"),
+    EventType("email_open", FIRST_TOUCH, "opened {n} marketing emails", "email opens",
+              "Marketing emails", "opened 1", "opened {n}", "No marketing email opened"),
+    EventType("email_click", FIRST_TOUCH, "clicked {n} marketing emails", "email clicks",
+              "Email clicks", "clicked through 1 email", "clicked through {n} emails", "No email clicked"),
+    EventType("web_visit", FIRST_TOUCH, "visited the website {n} times", "website visits",
+              "Website", "visited once", "visited {n} times", "No website visit"),
+    EventType("newsletter_signup", FIRST_TOUCH, "signed up for the newsletter {n} times", "newsletter sign-ups",
+              "Newsletter", "signed up", "signed up {n} times", "No newsletter sign-up"),
+    EventType("social_follow", FIRST_TOUCH, "followed us on social media {n} times", "social follows",
+              "Social media", "followed us", "followed us {n} times", "No social-media follow"),
+    EventType("form_fill", MID_FUNNEL, "filled in {n} forms", "form fills",
+              "Forms", "filled in 1 form", "filled in {n} forms", "No form fill"),
+    EventType("webinar_register", MID_FUNNEL, "registered for {n} webinars", "webinar registrations",
+              "Webinar sign-ups", "registered for 1 webinar", "registered for {n} webinars", "No webinar registration"),
+    EventType("webinar_attend", MID_FUNNEL, "attended {n} webinars", "webinar attendance",
+              "Webinars", "attended 1 webinar", "attended {n} webinars", "No webinar attended"),
+    EventType("content_download", MID_FUNNEL, "downloaded {n} pieces of content", "content downloads",
+              "Content", "downloaded 1 piece", "downloaded {n} pieces", "No content downloaded"),
+    EventType("pricing_page", LATE_FUNNEL, "visited the pricing page {n} times", "pricing-page visits",
+              "Pricing page", "visited once", "visited {n} times", "No pricing-page visit"),
+    EventType("demo_request", LATE_FUNNEL, "requested a demo {n} times", "demo requests",
+              "Demo", "requested a demo", "requested a demo {n} times", "No demo request"),
+    EventType("quote_form", LATE_FUNNEL, "asked for a quote {n} times", "quote requests",
+              "Quote", "asked for a quote", "asked for a quote {n} times", "No quote request"),
+    EventType("careers_page", NEGATIVE, "visited the careers page {n} times", "careers-page visits",
+              "Careers page", "visited once", "visited {n} times", "No careers-page visit"),
+    EventType("unsubscribe", NEGATIVE, "unsubscribed from emails {n} times", "unsubscribes",
+              "Emails", "unsubscribed", "unsubscribed {n} times", "No unsubscribe"),
+    EventType("onboarding_session", POST_SALE, "attended {n} onboarding sessions", "onboarding sessions",
+              "Onboarding", "attended 1 session", "attended {n} sessions", "No onboarding session"),
 )
 EVENT_TYPE_NAMES: tuple[str, ...] = tuple(e.name for e in EVENT_TYPES)
 BY_NAME: dict[str, EventType] = {e.name: e for e in EVENT_TYPES}

@@ -10,7 +10,9 @@ import pytest
 from leadscore.features import FUNCTION_RULES, SENIORITY_RULES, _title_sql
 from tests.helpers import ROOT
 
-CASES_DIR = ROOT.parent.parent / "shared" / "cases"  # /work/shared/cases beside the checkouts
+# ../shared/cases beside the checkout (a worktree sits one folder deeper)
+CASES_DIR = next((p / "shared" / "cases" for p in (ROOT.parent, ROOT.parent.parent) if (p / "shared" / "cases").is_dir()),
+                 ROOT.parent / "shared" / "cases")
 
 # title → (seniority, job function)
 TITLES = {

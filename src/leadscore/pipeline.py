@@ -168,15 +168,17 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
     open lead of every age) → explanations → files → MLflow, promotion gate and model card.
     """
     from leadscore.baseline import RuleBaseline
-    from leadscore.model import time_split, train_model
+    from leadscore.model import time_cv, time_split, train_model
     from leadscore.scoring import LeadScorer, PointsScale
 
     data = load_training_data(features_dir)
     split = time_split(data.table, params.split, params.seed)
     leakage = guard_leakage(split, data.meta, params.train, data.declared_after_contact)
     excluded = set(leakage.loc[leakage["excluded"], "column"]) if len(leakage) else set()
-    model = train_model(split, [m for m in data.meta if m["name"] not in excluded], params.train, params.seed)
     baseline = RuleBaseline(params.baseline).fit(split.calibration, split.calibration["label"])
+    used = [m for m in data.meta if m["name"] not in excluded]
+    model = train_model(split, used, params.train, params.seed, baseline)  # small-data mode below the size
+    model.info["time_cv"] = time_cv(split, model, params.train, params.seed, baseline)  # AUC mean ± spread
     sp = params.scoring
     scale = PointsScale(sp.base_points, sp.base_probability, sp.points_to_double_odds)
     threshold, reason, cal_table = choose_mql_threshold(model, scale, split, params)

@@ -73,8 +73,11 @@ def margin_contributions(model: LeadScoreModel, X: pd.DataFrame, engine: str = "
     if engine == "fast":
         from leadscore.treeshap import contributions
 
-        return contributions(model.booster, prepared, engine="fast")
-    return model.booster.predict(prepared, pred_contrib=True)
+        out = contributions(model.booster, prepared, engine="fast")
+    else:
+        out = model.booster.predict(prepared, pred_contrib=True)
+    prior = getattr(model, "prior", None)
+    return out if prior is None else out + prior.contributions(X, model.feature_names)
 
 
 @dataclass

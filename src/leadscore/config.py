@@ -46,7 +46,7 @@ class SynthParams(_Section):
     never_closed_share: float = Field(0.35, ge=0, lt=1)  # share of lost leads nobody ever closes
     activity_decay_days: float = Field(10.0, gt=0)  # time scale of the power-law decay of behaviour
     chunk_leads: int = Field(50_000, ge=1)
-    intent_trend: float = 0.0  # log-odds added to the intent mean from the first to the last creation date (drift)
+    intent_trend: float = 0.0  # drift: intent mean shifts by this (log-odds) from the first to the last creation date, centred (3.0: ~6x win rate)
 
 
 class ValidateParams(_Section):

@@ -450,3 +450,27 @@ def describe_cv(cv: dict) -> str:
     if "baseline_auc_mean" in cv:
         text += f" (rule baseline {cv['baseline_auc_mean']:.3f} ± {cv['baseline_auc_std']:.3f})"
     return text
+
+
+def training_notes(model: LeadScoreModel) -> dict:
+    """What the report, metrics and model card say about how the model was trained: mode (and why),
+    trees, the minimum-rounds rule, the validation check against the rule baseline, the time CV."""
+    info = model.info
+    cv = info.get("time_cv", {})
+    notes = {"mode": info.get("mode", "standard"), "trees": info.get("best_iteration"),
+             "time_cv": describe_cv(cv), "warnings": []}
+    for key in ("small_data_reason", "min_boost_rounds_applied"):
+        if info.get(key):
+            notes[key] = info[key]
+    validation = info.get("validation", {})
+    notes["validation"] = {k: v for k, v in validation.items() if k != "warning"}
+    if validation.get("warning"):
+        notes["warnings"].append(validation["warning"])
+    if info.get("min_boost_rounds_applied"):
+        notes["warnings"].append(info["min_boost_rounds_applied"])
+    for k in ("model_auc_mean", "model_auc_std", "baseline_auc_mean", "baseline_auc_std"):
+        if k in cv:
+            notes[f"cv_{k}"] = cv[k]
+    notes["cv_folds"] = cv.get("folds", 0)
+    return notes
+

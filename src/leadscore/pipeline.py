@@ -223,7 +223,8 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
     import joblib
     import matplotlib.pyplot as plt
 
-    from leadscore import backtest, drift, evaluate, explain, report
+    from leadscore import backtest, drift, evaluate, explain, report, tracking
+    from leadscore.model import training_notes
 
     for d in (models_dir, reports_dir, outputs_dir, reports_dir / "figures"):
         d.mkdir(parents=True, exist_ok=True)
@@ -259,8 +260,15 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
     metrics["explain"] = {"max_additivity_error_points": float(additivity.max()),
                           **{f"{g}_share": v for g, v in shares.items()}}
     threshold, reason = scorer.mql_threshold, scorer.threshold_reason
+    metrics["training_notes"] = training_notes(model)
+    # The gate, for every model (the first included), before anything is registered: its numbers go in
+    # the metrics, the report, the run and the model card; the alias moves later only if allowed.
+    decision = tracking.decide(params.mlflow.registered_model if log_to_mlflow else None, scorer, test, y,
+                               params.split.test_days / 7, params.promotion, baseline, split.population_scale,
+                               params.features.snapshot_every_days)
+    metrics["gate"] = decision.to_dict()
 
-    (reports_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (reports_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     summary = {"calibration_method": model.info["calibration"]["method"], "split": split.boundaries,
                "mql_threshold": threshold, "mql_threshold_reason": reason,
                "export_at": data.build.get("export_at"), "export_at_how": data.build.get("export_at_how"),
@@ -298,7 +306,8 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
         matrix=matrix, threshold_tbl=replay.mql_table, mql_compare=replay.mql_compare, shares=shares, figs=figs,
         leads_json=report.lead_payload(test["lead_id"].to_numpy()[newest], scored[newest].reset_index(drop=True),
                                        _rows_of(exp, newest)),
-        drift_table=fd, score_psi=score_psi, calibration_periods=calibration_periods, leakage=leakage)
+        drift_table=fd, score_psi=score_psi, calibration_periods=calibration_periods, leakage=leakage,
+        quality=report.quality_section(metrics["training_notes"], decision))
     report_path = outputs_dir / "report.html"
     report_path.write_text(html_page, encoding="utf-8")
     joblib.dump(model, models_dir / "model.joblib")
@@ -307,10 +316,7 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
 
     result = {"metrics": metrics, "summary": summary, "model_path": models_dir / "model.joblib",
               "scorer_path": models_dir / "scorer.joblib", "report": report_path, "replay": replay}
-    decision = None
     if log_to_mlflow:
-        from leadscore import tracking
-
         artifacts = {reports_dir / f: "tables" for f in (
             "deciles.csv", "threshold_table.csv", "threshold_table_calibration.csv", "calibration_by_age.csv",
             "bands.csv", "matrix.csv", "mql_comparison.csv", "global_drivers.csv", "leakage.csv", "drift.csv",
@@ -324,12 +330,12 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
             tags={**tracking.lineage_tags(data.features_path), "calibration_method": summary["calibration_method"],
                   "mql_threshold_reason": reason},
             experiment=params.mlflow.experiment, registered_model=params.mlflow.registered_model)
-        decision = tracking.champion_challenger(
-            params.mlflow.registered_model, logged["version"], scorer, test, y, params.split.test_days / 7,
-            params.promotion, logged["run_id"], population_scale=split.population_scale,
-            snapshot_every_days=params.features.snapshot_every_days)
-        logged["promoted"] = decision.promote
+        decision = tracking.apply_decision(params.mlflow.registered_model, logged["version"], decision,
+                                           params.promotion, logged["run_id"])
+        logged["passed_gate"] = decision.promote
+        logged["promoted"] = decision.action.startswith(f"version {logged['version']} promoted")
         logged["promotion_reasons"] = decision.reasons
+        logged["promotion_action"] = decision.action
         (reports_dir / "mlflow_run.json").write_text(json.dumps(logged, indent=2))
         result["mlflow"] = logged
     from leadscore import modelcard
@@ -345,7 +351,7 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
         "leakage": leakage, "drift": {"features": fd, "score_psi": score_psi},
         "threshold": {"policy": sp.mql_policy, "points": threshold, "reason": reason,
                       "mql_per_week": metrics["mql"]["model_new_mqls_per_week"], "win_rate": metrics["mql"]["model_win_rate"]},
-        "decision": decision,
+        "decision": decision, "training": metrics["training_notes"],
     })
     (outputs_dir / "model_card.md").write_text(card, encoding="utf-8")
     (outputs_dir / "model_card.html").write_text(modelcard.to_html(card, title="leadscore model card"), encoding="utf-8")

@@ -63,9 +63,16 @@ class PromotionGate(BaseModel):
 class Decision:
     """Whether to promote, each check in plain English, and the metrics side by side."""
 
-    promote: bool
+    promote: bool  # the gate passed (the alias moves only with auto_promote or `leadscore promote`)
     reasons: list[str] = field(default_factory=list)
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    action: str = ""  # what was done with the alias
+
+    def to_dict(self) -> dict:
+        """JSON-ready: passed, each check with its numbers, the metrics table, the action taken."""
+        table = self.table.astype(object).where(self.table.notna(), None).to_dict("records") if len(self.table) else []
+        return {"passed": int(bool(self.promote)), "checks": list(self.reasons), "table": table,
+                "action": self.action, "champion_version": getattr(self, "champion_version", None)}
 
     def summary(self) -> str:
         """One line, e.g. for the champion's reason tag."""

@@ -85,20 +85,22 @@ def run_features(params: Params, validated_dir: str | Path, out_dir: str | Path,
 
 
 def guard_leakage(split, meta: list[dict], train_params, declared_by_mapping=()) -> pd.DataFrame:
-    """Examine the snapshot attributes (fit group and mapped export columns ``x_…``) of the training
-    period for outcome leakage; returns the report (empty when the guard is off)."""
-    from leadscore.leakage import leakage_report
+    """Examine the snapshot attributes (fit group and mapped export columns ``x_…``) for outcome leakage,
+    one row per lead over all labelled history (training, calibration and test periods: a leak that
+    starts late is invisible in the training window alone); returns the report (empty when the guard is off)."""
+    from leadscore.leakage import leakage_report, per_lead
 
     examined = [m["name"] for m in meta if m["group"] == "fit" or m["name"].startswith("x_")]
     if not train_params.leakage_guard or not examined:
         return pd.DataFrame(columns=["column", "single_column_auc", "flagged", "excluded", "reason"])
-    history = pd.concat([split.train, split.valid])
-    declared = [c for c in (*train_params.after_sales_contact, *declared_by_mapping) if c in history.columns]
-    # Flag on AUC, values decisive both ways, and declarations; one-sided purity is reported only: it
-    # also fires on genuine disqualifiers (students never buy), which a model should keep.
-    return leakage_report(history, "label", examined, auc_threshold=train_params.leakage_auc_threshold,
+    leads = per_lead(pd.concat([split.train, split.valid, split.calibration, split.test], ignore_index=True))
+    declared = [c for c in (*train_params.after_sales_contact, *declared_by_mapping) if c in leads.columns]
+    # Flag on AUC, values decisive both ways, fill rates separating the outcomes (at once or over time)
+    # and declarations; one-sided purity is reported only: it also fires on genuine disqualifiers
+    # (students never buy), which a model should keep.
+    return leakage_report(leads, "label", examined, auc_threshold=train_params.leakage_auc_threshold,
                           declared_after_contact=declared, override_keep=train_params.leakage_keep,
-                          pure_values_rule=False)
+                          pure_values_rule=False, time="as_of")
 
 
 # ----------------------------------------------------------------------------- training, step by step

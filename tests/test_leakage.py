@@ -337,3 +337,76 @@ def test_without_the_one_sided_rule_a_genuine_disqualifier_is_kept_but_sales_rat
                        pure_values_rule=False).set_index("column")
     assert r.loc["Tags", "flagged"] and r.loc["Lead Quality", "flagged"]
     assert not r.loc["Lead Source", "flagged"] and not r.loc["Country", "flagged"]
+
+
+# --------------------------------------------------------------------------------------------- filled after the deal
+
+def _filled_after_the_deal(n: int = 6000, seed: int = 11) -> pd.DataFrame:
+    """Leads over six periods with a win rate rising 4% → 30%, and one column per pattern."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(0, 1, n))
+    win_rate = 0.04 * np.exp(np.log(7.5) * t)
+    y = (rng.random(n) < win_rate).astype(int)
+    student = rng.random(n) < 0.15
+    y = np.where(student, 0, y)
+    value = rng.lognormal(3, 1, n)
+    # filled for most wins, few losses (a sales profile filled once the deal is won); values look innocent
+    won_only = np.where(rng.random(n) < np.where(y == 1, 0.7, 0.04), value, np.nan)
+    # filled after contact: fill rises over time with the outcome, modestly more for wins within a period
+    p_fill = np.clip(0.05 + 0.75 * t, 0, 1) * np.where(y == 1, 1.0, 0.6)
+    after_contact = np.where(rng.random(n) < p_fill, rng.choice(["a", "b", "c"], n), "unknown")
+    # genuine: a title where students never buy, a field with random gaps, a form field added mid-way
+    title = np.where(student, "student", rng.choice(["manager", "director", "analyst"], n))
+    gaps = np.where(rng.random(n) < 0.3, "unknown", rng.choice(["software", "retail"], n))
+    added_later = np.where((t > 0.5) & (rng.random(n) < 0.9), rng.choice(["x", "y"], n), None)
+    return pd.DataFrame({"label": y, "as_of": pd.Timestamp("2024-01-01") + pd.to_timedelta(t * 700, unit="D"),
+                         "won_only": won_only, "after_contact": after_contact, "title": title, "industry": gaps,
+                         "added_later": added_later})
+
+
+@pytest.fixture(scope="module")
+def deal_fields():
+    table = _filled_after_the_deal()
+    cols = ["won_only", "after_contact", "title", "industry", "added_later"]
+    return table, leakage_report(table, "label", cols, pure_values_rule=False, time="as_of").set_index("column")
+
+
+def test_a_won_only_column_is_flagged_by_its_fill_rates_whatever_its_values(deal_fields):
+    _, r = deal_fields
+    row = r.loc["won_only"]
+    assert row["flagged"] and row["single_column_auc"] < 0.85  # the AUC rule alone would keep it
+    assert row["fill_rate_won"] > 0.6 and row["fill_rate_lost"] < 0.06
+    assert "of wins but" in row["reason"] and "a field filled once the outcome is known" in row["reason"]
+
+
+def test_a_column_filled_after_contact_is_flagged_by_its_fill_rate_over_time(deal_fields):
+    _, r = deal_fields
+    row = r.loc["after_contact"]
+    assert row["flagged"] and "fill rate follows the outcome over time" in row["reason"]
+    assert "of wins but" not in row["reason"]  # the fill-rate ratio alone (< ×5) would not catch it
+    assert row["fill_time_correlation"] >= 0.8
+
+
+def test_genuine_disqualifiers_gaps_and_late_fields_are_not_flagged(deal_fields):
+    _, r = deal_fields
+    for column in ("title", "industry", "added_later"):
+        assert not r.loc[column, "flagged"], (column, r.loc[column, "reason"])
+    assert r.loc["title", "pure_value_share"] > 0.1  # students never buy: reported, not flagged
+
+
+def test_without_time_the_over_time_rule_is_silent(deal_fields):
+    table, _ = deal_fields
+    r = leakage_report(table, "label", ["after_contact"], pure_values_rule=False).set_index("column")
+    assert "over time" not in r.loc["after_contact", "reason"]
+
+
+def test_per_lead_examines_each_lead_once_with_its_outcome():
+    from leadscore.leakage import per_lead
+
+    rows = pd.DataFrame({"lead_id": ["a", "a", "a", "b", "b", "c"],
+                         "as_of": pd.to_datetime(["2025-01-08", "2025-01-01", "2025-01-15", "2025-01-01", "2025-01-08",
+                                                  "2025-01-01"]),
+                         "label": [1.0, 0.0, np.nan, 0.0, 0.0, np.nan], "x": [1, 2, 3, 4, 5, 6]})
+    leads = per_lead(rows).set_index("lead_id")
+    assert list(leads.index) == ["a", "b"]  # c has no labelled snapshot
+    assert leads.loc["a", "label"] == 1 and leads.loc["a", "x"] == 2 and leads.loc["b", "label"] == 0

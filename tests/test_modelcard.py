@@ -8,7 +8,8 @@ import pytest
 from leadscore.modelcard import NOT_AVAILABLE, SECTIONS, render_model_card, to_html
 from leadscore.registry import compare
 
-CHAMP = {"roc_auc": 0.9230, "log_loss": 0.1907, "ece": 0.012, "mql_win_rate": 0.477, "mql_per_week": 19.7}
+CHAMP = {"roc_auc": 0.9230, "log_loss": 0.1907, "ece": 0.012, "mql_win_rate": 0.477, "mql_per_week": 19.7,
+         "baseline_roc_auc": 0.85, "holdout": "1190:ab12"}
 
 
 def _full() -> dict:
@@ -31,6 +32,8 @@ def _full() -> dict:
         "threshold": {"policy": "capacity", "points": 65.0, "reason": "at most 27 MQLs a week", "mql_per_week": 19.7,
                       "win_rate": 0.477},
         "decision": compare(CHAMP, {**CHAMP, "log_loss": 0.2051}),
+        "training": {"mode": "standard", "trees": 420, "time_cv": "ROC AUC 0.842 ± 0.011 over 3 rolling-origin time folds",
+                     "validation": {"model_auc": 0.83, "baseline_auc": 0.79}, "warnings": ["a test warning"]},
     }
 
 
@@ -47,6 +50,9 @@ def test_full_card_has_every_section_with_its_content():
     assert [h[3:] for h in re.findall(r"^## .*$", md, flags=re.M)] == list(SECTIONS)
     assert NOT_AVAILABLE not in md
     assert "| test | 2025-07-01 | 2025-09-30 | 1,190 |" in _section(md, "Data window")
+    training = _section(md, "Training")
+    assert "0.842 ± 0.011 over 3 rolling-origin" in training and "- **warning**: a test warning" in training
+    assert "model ROC AUC 0.83" in training
     features = _section(md, "Features")
     assert "4 features in 3 groups" in features and "**fit** (2): `seniority`, `x_city`" in features
     assert "| roc_auc | 0.9012 | 0.8123 |" in _section(md, "Metrics")

@@ -10,9 +10,10 @@ from mlflow.exceptions import MlflowException
 from pydantic import ValidationError
 
 from leadscore.registry import (CHAMPION, HISTORY_TAG, PREVIOUS_TAG, REASON_TAG, REPLACED_TAG, PromotionGate,
-                                compare, get_alias_version, rollback, set_champion)
+                                compare, get_alias_version, holdout_fingerprint, rollback, set_champion)
 
-CHAMP = {"roc_auc": 0.9230, "log_loss": 0.1907, "ece": 0.012, "mql_win_rate": 0.477, "mql_per_week": 19.7}
+CHAMP = {"roc_auc": 0.9230, "log_loss": 0.1907, "ece": 0.012, "mql_win_rate": 0.477, "mql_per_week": 19.7,
+         "baseline_roc_auc": 0.85, "holdout": "2000:abc"}
 
 
 def _chall(**changes) -> dict:
@@ -24,13 +25,13 @@ def _chall(**changes) -> dict:
 def test_no_champion_promotes():
     for champion in (None, {}):
         d = compare(champion, _chall())
-        assert d.promote and "no champion yet" in d.reasons[0]
+        assert d.promote and any("no champion yet" in r for r in d.reasons)
         assert d.table["champion"].isna().all() and d.table["challenger"].notna().all()
 
 
 def test_equal_models_pass_every_check():
     d = compare(CHAMP, _chall())
-    assert d.promote and len(d.reasons) == 4 and all(r.startswith("ok: ") for r in d.reasons)
+    assert d.promote and len(d.reasons) == 7 and all(r.startswith("ok: ") for r in d.reasons)
 
 
 def test_log_loss_increase_fails_with_the_numbers():
@@ -60,7 +61,7 @@ def test_mql_win_rate_must_not_get_worse_unless_tolerated_or_not_required():
                for r in d.reasons)
     assert compare(CHAMP, _chall(mql_win_rate=0.465), PromotionGate(mql_win_rate_tolerance=0.02)).promote
     relaxed = compare(CHAMP, _chall(mql_win_rate=0.40), PromotionGate(require_mql_win_rate_not_worse=False))
-    assert relaxed.promote and len(relaxed.reasons) == 3
+    assert relaxed.promote and len(relaxed.reasons) == 6
 
 
 @pytest.mark.parametrize("key", ["roc_auc", "log_loss", "ece", "mql_win_rate"])
@@ -73,13 +74,45 @@ def test_a_missing_or_nan_metric_blocks_promotion(key):
 def test_different_holdouts_are_refused():
     with pytest.raises(ValueError, match="different holdouts"):
         compare({**CHAMP, "holdout": "2025Q3"}, _chall(holdout="2025Q4"))
-    assert compare({**CHAMP, "holdout": "2025Q4"}, _chall(holdout="2025Q4")).promote
+    with pytest.raises(ValueError, match="different holdouts"):  # the same rows must be asserted, not assumed
+        compare({k: v for k, v in CHAMP.items() if k != "holdout"}, _chall())
+    d = compare({**CHAMP, "holdout": "2025Q4"}, _chall(holdout="2025Q4"))
+    assert d.promote and any("very same holdout rows (2025Q4)" in r for r in d.reasons)
+
+
+def test_holdout_fingerprint_depends_on_the_rows():
+    X = pd.DataFrame({"lead_id": ["a", "b", "c"], "as_of": pd.to_datetime(["2025-01-01"] * 3)})
+    assert holdout_fingerprint(X, [0, 1, 0]) == holdout_fingerprint(X.copy(), np.array([0, 1, 0]))
+    assert holdout_fingerprint(X, [0, 1, 0]) != holdout_fingerprint(X.iloc[:2], [0, 1])
+    assert holdout_fingerprint(X, [0, 1, 0]) != holdout_fingerprint(X, [0, 0, 1])
+
+
+def test_first_model_worse_than_the_baseline_is_refused():
+    d = compare(None, _chall(roc_auc=0.418, baseline_roc_auc=0.675, ece=0.197))
+    assert not d.promote
+    assert "fails: ROC AUC 0.4180 vs rule baseline 0.6750 on the same holdout: -0.2570 < required +0.01" in d.reasons
+    assert "fails: ROC AUC 0.4180 < 0.55 (chance 0.5 + margin 0.05)" in d.reasons
+    assert "fails: ECE 0.1970 > maximum 0.03" in d.reasons
+    # a small edge over the baseline is not enough, nor is a missing baseline
+    assert not compare(None, _chall(roc_auc=0.855)).promote
+    assert compare(None, _chall(roc_auc=0.861)).promote
+    assert not compare(None, {k: v for k, v in CHAMP.items() if k != "baseline_roc_auc"}).promote
+
+
+def test_every_challenger_must_beat_the_baseline_even_when_better_than_the_champion():
+    weak = {**CHAMP, "roc_auc": 0.60, "baseline_roc_auc": 0.70}
+    d = compare(weak, {**weak, "roc_auc": 0.65})
+    assert not d.promote and sum(r.startswith("fails") for r in d.reasons) == 1
+
+
+def test_gate_never_moves_production_by_default():
+    assert PromotionGate().auto_promote is False and PromotionGate(auto_promote=True).auto_promote
 
 
 def test_table_sets_champion_and_challenger_side_by_side():
     d = compare(CHAMP, _chall(log_loss=0.2051))
     t = d.table.set_index("metric")
-    assert list(t.index) == ["roc_auc", "log_loss", "ece", "mql_win_rate", "mql_per_week"]
+    assert list(t.index) == ["roc_auc", "baseline_roc_auc", "log_loss", "ece", "mql_win_rate", "mql_per_week"]
     assert t.loc["log_loss", "champion"] == 0.1907 and t.loc["log_loss", "challenger"] == 0.2051
     assert t.loc["log_loss", "delta"] == pytest.approx(0.0144)
     assert d.summary().startswith("keep champion: ")
@@ -90,8 +123,10 @@ def test_gate_is_typed():
         PromotionGate(max_ece_typo=0.1)
     with pytest.raises(ValidationError):
         PromotionGate(min_auc_delta=0.01)  # would demand an improvement: say so with a different field
-    assert PromotionGate().model_dump() == {"max_log_loss_increase": 0.005, "max_ece": 0.03, "min_auc_delta": -0.005,
-                                            "require_mql_win_rate_not_worse": True, "mql_win_rate_tolerance": 0.0}
+    assert PromotionGate().model_dump() == {"min_auc_over_baseline": 0.01, "min_auc_over_random": 0.05,
+                                            "auto_promote": False, "max_log_loss_increase": 0.005, "max_ece": 0.03,
+                                            "min_auc_delta": -0.005, "require_mql_win_rate_not_worse": True,
+                                            "mql_win_rate_tolerance": 0.0}
 
 
 # --------------------------------------------------------------------------------------------- MLflow

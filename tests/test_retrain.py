@@ -19,30 +19,60 @@ from leadscore.scoring import LeadScorer
 from tests.helpers import ROOT
 
 
-def test_the_first_model_becomes_champion_and_a_worse_challenger_is_refused(trained):
+def test_training_registers_a_challenger_and_never_moves_production(trained):
+    import mlflow
+
+    from leadscore import registry
+
+    client = mlflow.MlflowClient()
+    first = trained["result"]["mlflow"]
+    # the first model passes the gate (it beats the rule baseline) but only becomes champion by hand
+    assert first["passed_gate"] and not first["promoted"]
+    assert registry.get_alias_version(client, "leadscore", "champion") is None
+    assert registry.get_alias_version(client, "leadscore", "challenger") == first["version"]
+    assert "`leadscore promote" in first["promotion_action"]
+    tags = client.get_run(first["run_id"]).data.tags
+    assert tags["promotion.decision"] == "passed" and "rule baseline" in tags["promotion.reasons"]
+    gate = trained["result"]["metrics"]["gate"]
+    assert gate["passed"] == 1 and any("vs rule baseline" in c for c in gate["checks"])
+    card = (trained["tmp"] / "outputs" / "model_card.md").read_text()
+    assert "vs rule baseline" in card and "registered as challenger" in card
+    report = (trained["tmp"] / "outputs" / "report.html").read_text()
+    assert "Training and promotion gate" in report and "rolling-origin" in report
+
+
+def test_a_worse_challenger_is_refused_and_auto_promote_moves_a_passing_one(trained):
     import mlflow
 
     from leadscore import registry, tracking
+    from leadscore.baseline import RuleBaseline
 
     client = mlflow.MlflowClient()
     params = trained["params"]
     first = trained["result"]["mlflow"]
-    assert first["promoted"] and registry.get_alias_version(client, "leadscore", "champion") == first["version"]
+    r = CliRunner().invoke(app, ["promote", first["version"], "--reason", "reviewed the card"])
+    assert r.exit_code == 0, r.output
 
     table, meta = load_feature_table(trained["tmp"] / "features" / "features.parquet")
     split = time_split(table, params.split, params.seed)
-    # a deliberately broken challenger: trained on shuffled labels
-    split.train = split.train.assign(label=np.random.default_rng(0).permutation(split.train["label"].to_numpy()))
+    baseline = RuleBaseline(params.baseline).fit(split.calibration, split.calibration["label"])
+    split.train = split.train.sample(frac=0.08, random_state=0)  # a deliberately starved challenger
     worse = train_model(split, meta, params.train.model_copy(update={"early_stopping_rounds": 5}), params.seed)
     champion = joblib.load(trained["tmp"] / "models" / "scorer.joblib")
     challenger = LeadScorer(worse, params.scoring, champion.mql_threshold, feature_params=params.features)
     weeks = params.split.test_days / 7
+    auto = {**params.promotion, "auto_promote": True}  # even a scheduled retrain keeps a worse model out
     decision = tracking.champion_challenger("leadscore", "999", challenger, split.test, split.test["label"], weeks,
-                                            params.promotion, first["run_id"])
-    assert not decision.promote
+                                            auto, first["run_id"], baseline=baseline)
+    assert not decision.promote and "refused" in decision.action
     assert any("fails" in r for r in decision.reasons)
+    assert any("very same holdout rows" in r for r in decision.reasons)
     assert registry.get_alias_version(client, "leadscore", "champion") == first["version"]
     assert client.get_run(first["run_id"]).data.tags["promotion.decision"] == "refused"
+    # the same model again, as a scheduled retrain would: passes, and auto_promote moves the alias
+    again = tracking.champion_challenger("leadscore", first["version"], champion, split.test, split.test["label"],
+                                         weeks, auto, first["run_id"], baseline=baseline)
+    assert again.promote and again.action.endswith("promoted to champion (promotion.auto_promote is on)")
 
 
 def test_humans_can_promote_and_roll_back(trained):

@@ -36,7 +36,8 @@ def scorer_and_table(trained):
 def test_base_plus_reasons_equals_points_for_every_lead(scorer_and_table, method):
     scorer, table = scorer_and_table
     margin = scorer.model.raw_margin(table)
-    cal = MarginCalibrator(method).fit(margin, table["label"].to_numpy())
+    labelled = table["label"].notna().to_numpy()  # censored snapshots have no label
+    cal = MarginCalibrator(method).fit(margin[labelled], table["label"].to_numpy()[labelled].astype(int))
     model = scorer.model
     original = model.calibrator
     model.calibrator = cal
@@ -183,10 +184,30 @@ def test_capacity_policy_never_plans_more_mqls_than_capacity(seed, capacity):
     table = threshold_table(points, prob, weeks=13)
     params = ScoringParams(capacity_per_week=capacity, capacity_headroom=0.9)
     t, reason = choose_threshold(table, params, PointsScale(50, 0.1, 10))
-    assert (points >= t).sum() / 13 <= capacity * 0.9 or t == 100
+    assert "capacity" in reason and "nan" not in reason
+    if reason.startswith("fallback"):  # the capacity threshold would send nobody: the best leads still go
+        assert (points >= t).sum() / 13 >= 1 and (points >= t + 1).sum() / 13 < 1
+        return
+    assert (points >= t).sum() / 13 <= capacity * 0.9
     if t > 0:
         assert (points >= t - 1).sum() / 13 > capacity * 0.9  # the lowest such threshold
-    assert "capacity" in reason
+
+
+def test_a_threshold_that_sends_nobody_falls_back_and_says_so():
+    scale = PointsScale(50, 0.1, 10)
+    points = np.linspace(0, 60, 600)
+    prob = scale.probability(points)
+    table = threshold_table(points, prob, weeks=13)
+    # min_conversion of 90% is out of reach: the policy's threshold (100) sends nobody
+    t, reason = choose_threshold(table, ScoringParams(mql_policy="min_conversion", min_conversion=0.9), scale)
+    assert reason.startswith("fallback: the min_conversion policy's threshold (100 points) would send 0.0 new MQLs")
+    assert (points >= t).sum() / 13 >= 1 and (points >= t + 1).sum() / 13 < 1 and "nan" not in reason
+    # no volume known at all: the expected-value break-even threshold, said in words
+    empty = table.assign(mqls_per_week=np.nan, expected_win_rate=np.nan)
+    for policy in ("capacity", "min_conversion", "expected_value"):
+        t, reason = choose_threshold(empty, ScoringParams(mql_policy=policy), scale)
+        assert reason.startswith("fallback: no threshold sends 1 new MQL a week") and "nan" not in reason.lower()
+        assert t == 26  # break-even 400 / 20000 = 2% is 25.6 points on this scale
 
 
 def test_expected_value_policy_calls_leads_worth_the_touch():

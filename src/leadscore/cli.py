@@ -239,8 +239,16 @@ def train(
     if "mlflow" in result:
         logged = result["mlflow"]
         console.print(f"MLflow run {logged['run_id']}; registered {logged['model_uri']} (version {logged['version']})")
-        verdict = "[green]promoted to champion[/green]" if logged["promoted"] else "[yellow]not promoted[/yellow]"
+        verdict = "[green]passed the gate[/green]" if logged["passed_gate"] else "[red]refused by the gate[/red]"
         console.print(f"{verdict}: " + "; ".join(logged["promotion_reasons"]))
+        console.print(logged["promotion_action"], highlight=False)
+    else:
+        gate = m["gate"]
+        verdict = "[green]passes the gate[/green]" if gate["passed"] else "[red]would be refused by the gate[/red]"
+        console.print(f"{verdict}: " + "; ".join(gate["checks"]))
+    for warning in m["training_notes"]["warnings"]:
+        console.print(f"[yellow]warning[/yellow]: {warning}", highlight=False)
+    console.print(m["training_notes"]["time_cv"], highlight=False)
     console.print(f"model card: {result['model_card']}")
 
 

@@ -46,6 +46,7 @@ class SynthParams(_Section):
     never_closed_share: float = Field(0.35, ge=0, lt=1)  # share of lost leads nobody ever closes
     activity_decay_days: float = Field(10.0, gt=0)  # time scale of the power-law decay of behaviour
     chunk_leads: int = Field(50_000, ge=1)
+    intent_trend: float = 0.0  # drift: intent mean shifts by this (log-odds) from the first to the last creation date, centred (3.0: ~6x win rate)
 
 
 class ValidateParams(_Section):
@@ -100,6 +101,10 @@ class TrainParams(_Section):
     colsample_bytree: float = Field(0.8, gt=0, le=1)
     reg_lambda: float = Field(1.0, ge=0)
     calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto"
+    min_boost_rounds: int = Field(50, ge=0)  # early stopping may not stop before this many trees
+    cv_folds: int = Field(3, ge=0)  # rolling-origin time folds over the training period (0: off)
+    small_data_leads: int = Field(1500, ge=0)  # fewer training leads than this: small-data mode
+    small_data_wins: int = Field(100, ge=0)  # or fewer winning training leads than this
     truth: str | None = None
     leakage_guard: bool = True
     leakage_auc_threshold: float = Field(0.85, gt=0.5, le=1)

@@ -49,6 +49,32 @@ of four rules fires. The first three look at the data; the fourth is what you kn
    ``Lead Profile`` and Asymmetrique scores are filled in after contact but alone reach only
    0.55–0.67 AUC — so the schema's knowledge must be able to flag them.
 
+5. **Filled for one outcome** (``fill_ratio_threshold``, default 5): the column is filled (not
+   missing, nor a ``missing_values`` placeholder such as the feature build's ``unknown``) for a much larger share of one outcome than of the other, e.g. filled for 46 % of wins and
+   4 % of losses, whatever its values: a field sales fills in once the deal is won (a sales profile, a
+   catalogue size) or lost (a lost reason). Flagged when the ratio of the two fill rates is at least
+   the threshold, the larger fill rate is at least 10 % and at least ``MIN_FILLED_ROWS`` rows of that
+   outcome are filled. A ratio of 5 is a likelihood ratio of "strong evidence", not a value fitted to
+   one export: genuine attributes with gaps (CRM enrichment, optional form fields) are filled at
+   similar rates for both outcomes (on X Education and the synthetic funnel the largest ratio of a
+   fit or behaviour column is below 2), and genuine disqualifiers (student titles) are values of a
+   filled column, which this rule does not look at.
+6. **Fill rate that follows the outcome over time** (needs ``time``): leads are cut into
+   ``TIME_PERIODS`` periods of equal size by ``time``; flagged when the column's fill rate moves by at
+   least ``MIN_FILL_RANGE`` (25 points) across periods, in step with the win rate (Spearman rank
+   correlation over periods ≥ ``MIN_STEP_CORRELATION``), and within periods it is filled more often
+   for one outcome (pooled within-period fill-rate ratio ≥ 1.5). This is a field filled after
+   contact: as deals are decided it fills in, so periods with more wins have it filled more often
+   (the single-column AUC can stay modest because half the wins are still empty). A column whose
+   fill rate is stable, or changes over time independently of the outcome (a form field added
+   later), is not flagged.
+
+Rules 5 and 6 look at missingness only, so they also catch a column whose values look innocent.
+The pipeline examines **one row per lead** (its first labelled snapshot, labelled won when any of its
+snapshots is), over **all labelled history** (training, calibration and test periods): an attribute
+without a timestamp has one value per lead, and a leak that starts late would be missed in the
+training window alone.
+
 ``override_keep`` keeps a flagged column in training (it stays ``flagged``, with the reason, but
 ``excluded`` is False): the guard reports, a person decides.
 
@@ -78,16 +104,24 @@ SMOOTHING = 1.0
 MIN_EXPECTED_MINORITY = 5.0
 #: How many example values a reason quotes.
 MAX_EXAMPLES = 3
+#: Rule 5: the larger fill rate must be at least this and cover at least this many rows of its outcome.
+MIN_FILL_RATE, MIN_FILLED_ROWS = 0.10, 10
+#: Rule 6: periods, the smallest fill-rate range across them, the rank correlation with the win rate and
+#: the within-period fill-rate ratio.
+TIME_PERIODS, MIN_FILL_RANGE, MIN_STEP_CORRELATION, MIN_WITHIN_RATIO = 6, 0.25, 0.8, 1.5
 
 REPORT_COLUMNS = ["column", "kind", "single_column_auc", "pure_value_share", "decisive_share",
-                  "missing_share", "flagged", "excluded", "reason"]
+                  "missing_share", "fill_rate_won", "fill_rate_lost", "fill_time_correlation", "flagged", "excluded",
+                  "reason"]
 
 
 def leakage_report(table: pd.DataFrame, label: str | pd.Series, columns: list[str], *,
                    auc_threshold: float = 0.85, purity_threshold: float = 0.98, min_support: float = 0.05,
                    declared_after_contact: Iterable[str] = (), override_keep: Iterable[str] = (),
                    decisive_threshold: float = 0.90, min_value_rows: int = 30,
-                   pure_values_rule: bool = True) -> pd.DataFrame:
+                   pure_values_rule: bool = True, fill_ratio_threshold: float = 5.0,
+                   time: str | pd.Series | None = None,
+                   missing_values: Iterable[str] = ("unknown",)) -> pd.DataFrame:
     """One row per column in ``columns``, most suspicious first, saying whether it leaks the label.
 
     ``label`` is the name of a 0/1 column of ``table`` or a 0/1 Series of the same length (taken by
@@ -129,6 +163,7 @@ def leakage_report(table: pd.DataFrame, label: str | pd.Series, columns: list[st
         raise ValueError(f"min_support must be in (0, 1], got {min_support}")
     declared, keep = set(declared_after_contact), set(override_keep)
     folds = _folds(y)
+    period = _periods(table, time)
 
     rows = []
     for col in columns:
@@ -154,6 +189,21 @@ def leakage_report(table: pd.DataFrame, label: str | pd.Series, columns: list[st
         if decisive_share >= min_support:
             reasons.append(f"{decisive_share:.0%} of rows carry values that nearly decide the outcome both ways "
                            f"(won: {_examples(levels[win], x)}; lost: {_examples(levels[loss], x)})")
+        filled = _filled(x, numeric, missing_values)
+        f_won, f_lost = float(filled[y == 1].mean()), float(filled[y == 0].mean())
+        hi, lo = max(f_won, f_lost), min(f_won, f_lost)
+        more = "wins" if f_won >= f_lost else "losses"
+        if (hi >= MIN_FILL_RATE and filled[y == (1 if more == "wins" else 0)].sum() >= MIN_FILLED_ROWS
+                and hi >= fill_ratio_threshold * lo):
+            ratio = "only then" if lo == 0 else f"×{hi / lo:.1f}"
+            reasons.append(f"filled for {f_won:.0%} of wins but {f_lost:.0%} of losses ({ratio} ≥ ×{fill_ratio_threshold:g}): "
+                           f"a field filled once the outcome is known")
+        step = _fill_in_step(filled, y, period) if period is not None else None
+        if step is not None and step["flag"]:
+            reasons.append(f"fill rate follows the outcome over time: {step['fill_first']:.0%} → {step['fill_last']:.0%} "
+                           f"filled while the win rate went {step['win_first']:.0%} → {step['win_last']:.0%} across "
+                           f"{step['periods']} periods (rank correlation {step['correlation']:+.2f}), and within periods "
+                           f"filled ×{step['within_ratio']:.1f} as often for {step['more']}: a field filled after contact")
         if col in declared:
             reasons.append("declared as filled in after sales contact")
         flagged = bool(reasons)
@@ -161,7 +211,9 @@ def leakage_report(table: pd.DataFrame, label: str | pd.Series, columns: list[st
             reasons.append("kept by override_keep")
         rows.append({"column": col, "kind": "numeric" if numeric else "categorical",
                      "single_column_auc": auc, "pure_value_share": pure_share, "decisive_share": decisive_share,
-                     "missing_share": float(pd.isna(x).mean()) if len(x) else 0.0, "flagged": flagged,
+                     "missing_share": float(pd.isna(x).mean()) if len(x) else 0.0,
+                     "fill_rate_won": f_won, "fill_rate_lost": f_lost,
+                     "fill_time_correlation": np.nan if step is None else step["correlation"], "flagged": flagged,
                      "excluded": flagged and col not in keep,
                      "reason": "; ".join(reasons) if reasons else "no rule triggered"})
 
@@ -169,6 +221,64 @@ def leakage_report(table: pd.DataFrame, label: str | pd.Series, columns: list[st
     report = report.sort_values(["flagged", "single_column_auc", "pure_value_share", "decisive_share", "column"],
                                 ascending=[False, False, False, False, True], kind="mergesort")
     return report.reset_index(drop=True).astype({"flagged": bool, "excluded": bool})
+
+
+def per_lead(rows: pd.DataFrame, label: str = "label", time: str = "as_of") -> pd.DataFrame:
+    """One row per lead from snapshot rows: its first labelled snapshot, labelled 1 when any of its
+    snapshots is (a lead-level attribute is examined once per lead, not once per week it was open)."""
+    rows = rows[rows[label].notna()].sort_values([time, "lead_id"], kind="stable")
+    won = rows.groupby("lead_id", observed=True, sort=False)[label].transform("max")
+    first = ~rows["lead_id"].duplicated()
+    return rows[first.to_numpy()].assign(**{label: won[first.to_numpy()].astype(int)}).reset_index(drop=True)
+
+
+def _filled(x: pd.Series, numeric: bool, missing_values) -> np.ndarray:
+    """True where the column holds a value: not missing, and for text not a placeholder the feature
+    build writes for a gap (``unknown``)."""
+    filled = np.array(pd.notna(x), dtype=bool)
+    if not numeric and missing_values:
+        text = x.astype("string").str.strip().str.lower()
+        filled &= ~np.asarray(text.isin([str(v).lower() for v in missing_values]).fillna(False), dtype=bool)
+    return filled
+
+
+def _periods(table: pd.DataFrame, time) -> np.ndarray | None:
+    """Period index 0..TIME_PERIODS-1 per row (equal-size periods by ``time``), or None."""
+    if time is None:
+        return None
+    t = table[time] if isinstance(time, str) else pd.Series(time)
+    if len(t) != len(table):
+        raise ValueError(f"time has {len(t)} rows, the table {len(table)}")
+    ranks = pd.Series(np.asarray(t)).rank(method="first").to_numpy()
+    return np.minimum((ranks - 1) * TIME_PERIODS // len(t), TIME_PERIODS - 1).astype(int)
+
+
+def _fill_in_step(filled: np.ndarray, y: np.ndarray, period: np.ndarray) -> dict | None:
+    """Rule 6 on one column: fill rate and win rate per period, their rank correlation, the fill range
+    and the pooled within-period fill-rate ratio of the two outcomes."""
+    from scipy.stats import spearmanr
+
+    periods = np.unique(period)
+    if periods.size < 3:
+        return None
+    fill = np.array([filled[period == p].mean() for p in periods])
+    win = np.array([y[period == p].mean() for p in periods])
+    if np.ptp(fill) == 0 or np.ptp(win) == 0:
+        corr = 0.0
+    else:
+        corr = float(spearmanr(fill, win).statistic)
+    # within-period comparison: the expected fill of each outcome at its periods' overall fill rates
+    w_hat = np.array([filled[(period == p) & (y == 1)].sum() for p in periods]).sum()
+    l_hat = np.array([filled[(period == p) & (y == 0)].sum() for p in periods]).sum()
+    e_won = sum(fill[i] * ((period == p) & (y == 1)).sum() for i, p in enumerate(periods))
+    e_lost = sum(fill[i] * ((period == p) & (y == 0)).sum() for i, p in enumerate(periods))
+    r_won, r_lost = (w_hat + 1) / (e_won + 1), (l_hat + 1) / (e_lost + 1)
+    within, more = (r_won / r_lost, "wins") if r_won >= r_lost else (r_lost / r_won, "losses")
+    in_step = corr if more == "wins" else -corr  # filled for wins: rises with the win rate; for losses: falls
+    flag = np.ptp(fill) >= MIN_FILL_RANGE and in_step >= MIN_STEP_CORRELATION and within >= MIN_WITHIN_RATIO
+    return {"flag": bool(flag), "correlation": corr, "fill_first": float(fill[0]), "fill_last": float(fill[-1]),
+            "win_first": float(win[0]), "win_last": float(win[-1]), "periods": int(periods.size),
+            "within_ratio": float(within), "more": more}
 
 
 def excluded_columns(report: pd.DataFrame) -> list[str]:

@@ -212,8 +212,12 @@ class LeadScoreModel:
                 out[c] = pd.to_numeric(X[c], errors="coerce").astype(float).to_numpy()
         return pd.DataFrame(out, index=X.index)
 
+    #: small-data mode: the rule baseline's points as a starting margin (see :class:`RulePrior`)
+    prior = None
+
     def raw_margin(self, X: pd.DataFrame) -> np.ndarray:
-        return self.booster.predict(self.prepare(X), raw_score=True)
+        margin = self.booster.predict(self.prepare(X), raw_score=True)
+        return margin if self.prior is None else margin + self.prior.margin(X)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of a win, one per row."""
@@ -234,24 +238,278 @@ def lgbm_params(params: TrainParams, seed: int) -> dict:
     )
 
 
-def train_model(split: TimeSplit, metadata: list[dict], params: TrainParams, seed: int) -> LeadScoreModel:
-    """LightGBM with native categoricals and early stopping on the validation slice, then calibrated
-    on the calibration period."""
+# ----------------------------------------------------------------------------- small-data mode
+#: Small-data mode: trees that can only nudge the rule baseline (few leaves, strong L2, slow learning);
+#: the number of trees is chosen by lead-grouped cross-validation and may be 0 (the baseline itself).
+import json as _json
+
+SMALL_DATA_TREES = _json.loads(os.environ.get("LEADSCORE_SMALL", "null")) or dict(
+    num_leaves=15, max_depth=4, learning_rate=0.03, reg_lambda=5.0, subsample=0.8, subsample_freq=1,
+    colsample_bytree=0.5, min_child_samples=20, max_rounds=1000, folds=5)
+
+
+class RulePrior:
+    """The rule baseline's points as the model's starting margin, ``a + b * points / 10`` (a logistic
+    fit on the training rows), for small-data mode: the trees learn corrections to it.
+
+    Only rules whose feature column is a model feature count (``fit:<attr>`` → ``attr``,
+    ``behavior:<event>`` → ``<event>_<window>d``), so the prior's part of every lead's margin can be
+    attributed to a feature: explanations stay additive (prior + trees = margin)."""
+
+    def __init__(self, baseline, columns: dict[str, str], a: float, b: float, means: dict[str, float]):
+        self.baseline, self.columns, self.a, self.b, self.means = baseline, columns, a, b, means
+
+    @classmethod
+    def fit(cls, baseline, X: pd.DataFrame, y, weight, feature_names: list[str]) -> RulePrior:
+        rp = baseline.rule_points(X)
+        window = baseline._rules().behavior_window_days
+        columns = {}
+        for rule in rp.columns:
+            kind, name = rule.split(":", 1)
+            target = name if kind == "fit" else f"{name}_{window}d"
+            if target in feature_names:
+                columns[rule] = target
+        pts = rp[list(columns)].sum(axis=1).to_numpy() / 10.0
+        y, weight = np.asarray(y), np.asarray(weight, float)
+        if columns and np.ptp(pts) > 0:
+            lr = LogisticRegression(C=1e6).fit(pts.reshape(-1, 1), y, sample_weight=weight)
+            a, b = float(lr.intercept_[0]), float(lr.coef_[0, 0])
+        else:
+            a, b = float(_logit(np.average(y, weights=weight))), 0.0
+        means = {r: float(np.average(rp[r].to_numpy(), weights=weight)) for r in columns}
+        return cls(baseline, columns, a, b, means)
+
+    def margin(self, X: pd.DataFrame) -> np.ndarray:
+        if not self.columns:
+            return np.full(len(X), self.a)
+        rp = self.baseline.rule_points(X)[list(self.columns)]
+        return self.a + self.b * rp.sum(axis=1).to_numpy() / 10.0
+
+    def contributions(self, X: pd.DataFrame, feature_names: list[str]) -> np.ndarray:
+        """(n, features + 1): each rule's deviation from its training mean on its feature, the rest as bias."""
+        out = np.zeros((len(X), len(feature_names) + 1))
+        out[:, -1] = self.a + self.b * sum(self.means.values()) / 10.0
+        if self.columns:
+            rp = self.baseline.rule_points(X)
+            where = {n: i for i, n in enumerate(feature_names)}
+            for rule, feature in self.columns.items():
+                out[:, where[feature]] += self.b * (rp[rule].to_numpy() - self.means[rule]) / 10.0
+        return out
+
+
+def small_data_reason(rows: pd.DataFrame, params: TrainParams) -> str | None:
+    """Why the training rows call for small-data mode (None: they do not)."""
+    leads = int(rows["lead_id"].nunique())
+    wins = int(rows.loc[rows["label"] == 1, "lead_id"].nunique())
+    if leads < params.small_data_leads or wins < params.small_data_wins:
+        return (f"small-data mode: {leads:,} training leads ({wins:,} of them won) is below "
+                f"train.small_data_leads = {params.small_data_leads:,} or train.small_data_wins = "
+                f"{params.small_data_wins:,}; the model is the rule baseline's points as a prior with a strongly "
+                f"regularised LightGBM learning corrections (number of trees by lead-grouped cross-validation)")
+    return None
+
+
+def _lead_weights(rows: pd.DataFrame) -> np.ndarray:
+    return 1.0 / rows.groupby("lead_id", observed=True)["lead_id"].transform("size").to_numpy()
+
+
+def _fit_small(skeleton: LeadScoreModel, rows: pd.DataFrame, cats: list[str], prior: RulePrior,
+               seed: int) -> tuple[lgb.Booster, int, dict]:
+    """Small-data trees on top of the prior: rounds by lead-grouped CV log loss, then a fit on all rows."""
+    from sklearn.model_selection import GroupKFold
+
+    cfg = dict(SMALL_DATA_TREES)
+    max_rounds, n_folds = cfg.pop("max_rounds"), cfg.pop("folds")
+    booster_params = dict(objective="binary", verbose=-1, seed=seed, deterministic=True, force_row_wise=True,
+                          num_threads=os.cpu_count() or 1, **cfg)
+    X, y, w = skeleton.prepare(rows), rows["label"].to_numpy(), _lead_weights(rows)
+    init = prior.margin(rows)
+    groups = rows["lead_id"].astype(str).to_numpy()
+    n_folds = int(min(n_folds, pd.unique(groups).size))
+    curves = []
+    for fit_idx, held_idx in GroupKFold(n_splits=n_folds).split(X, y, groups):
+        if len(np.unique(y[held_idx])) < 2:
+            continue
+        d_fit = lgb.Dataset(X.iloc[fit_idx], y[fit_idx], weight=w[fit_idx], init_score=init[fit_idx],
+                            categorical_feature=cats, free_raw_data=False)
+        d_held = lgb.Dataset(X.iloc[held_idx], y[held_idx], weight=w[held_idx], init_score=init[held_idx],
+                             categorical_feature=cats, reference=d_fit)
+        record: dict = {}
+        lgb.train({**booster_params, "metric": "binary_logloss"}, d_fit, max_rounds, valid_sets=[d_held],
+                  valid_names=["held"], callbacks=[lgb.record_evaluation(record)])
+        curves.append(record["held"]["binary_logloss"])
+    # rounds minimising the mean held-out log loss (the prior with a tree or two when nothing helps)
+    rounds = int(np.argmin(np.mean(curves, axis=0))) + 1 if curves else 1
+    booster = lgb.train(booster_params, lgb.Dataset(X, y, weight=w, init_score=init, categorical_feature=cats), rounds)
+    return booster, rounds, {"cv_rounds": rounds, "cv_folds": len(curves)}
+
+
+def _fit_standard(skeleton: LeadScoreModel, train: pd.DataFrame, valid: pd.DataFrame, cats: list[str],
+                  params: TrainParams, seed: int) -> tuple[lgb.Booster, int, dict]:
+    """LightGBM with early stopping on the validation leads, never fewer than ``min_boost_rounds`` trees."""
+    weight = train["weight"].to_numpy() if "weight" in train else _lead_weights(train)
+    X, y = skeleton.prepare(train), train["label"].to_numpy()
+    clf = lgb.LGBMClassifier(**lgbm_params(params, seed))
+    clf.fit(X, y, sample_weight=weight, eval_X=(skeleton.prepare(valid),), eval_y=(valid["label"].to_numpy(),),
+            eval_metric="binary_logloss", categorical_feature=cats,
+            callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
+    best = int(clf.best_iteration_ or clf.booster_.current_iteration())
+    info = {"early_stopping_iteration": best}
+    floor = min(params.min_boost_rounds, params.n_estimators)
+    if best < floor:
+        # Early stopping on a drifting or tiny validation set can stop after a handful of trees (a model
+        # that barely ranks); fit the minimum instead and say so.
+        clf = lgb.LGBMClassifier(**{**lgbm_params(params, seed), "n_estimators": floor})
+        clf.fit(X, y, sample_weight=weight, categorical_feature=cats)
+        info["min_boost_rounds_applied"] = (f"early stopping chose {best} tree(s); trained the minimum of "
+                                            f"{floor} (train.min_boost_rounds)")
+        best = floor
+    return clf.booster_, best, info
+
+
+def _auc(y, score) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y)
+    return float(roc_auc_score(y, score)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def fit_booster(train: pd.DataFrame, valid: pd.DataFrame, metadata: list[dict], params: TrainParams, seed: int,
+                baseline=None) -> LeadScoreModel:
+    """The trees (uncalibrated): standard LightGBM, or small-data mode (prior + corrections) when the
+    training rows are few and a rule baseline is given. ``info`` says which and why."""
     names = [m["name"] for m in metadata]
     cats = categorical_features(metadata)
-    categories = {c: sorted(pd.concat([split.train[c], split.valid[c]]).dropna().astype(str).unique()) for c in cats}
+    categories = {c: sorted(pd.concat([train[c], valid[c]]).dropna().astype(str).unique()) for c in cats}
     skeleton = LeadScoreModel(None, None, names, categories, metadata)
-    clf = lgb.LGBMClassifier(**lgbm_params(params, seed))
-    clf.fit(skeleton.prepare(split.train), split.train["label"].to_numpy(),
-            sample_weight=split.train["weight"].to_numpy() if "weight" in split.train else None,
-            eval_X=(skeleton.prepare(split.valid),), eval_y=(split.valid["label"].to_numpy(),), eval_metric="binary_logloss",
-            categorical_feature=cats, callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
-    booster = clf.booster_
+    small = small_data_reason(pd.concat([train, valid]), params) if baseline is not None else None
+    if small:
+        rows = pd.concat([train, valid], ignore_index=True).drop(columns="weight", errors="ignore")
+        prior = RulePrior.fit(baseline, rows, rows["label"].to_numpy(), _lead_weights(rows), names)
+        booster, best, info = _fit_small(skeleton, rows, cats, prior, seed)
+        skeleton.prior = prior
+        info = {"mode": "small_data", "small_data_reason": small, **info}
+    else:
+        booster, best, info = _fit_standard(skeleton, train, valid, cats, params, seed)
+        info = {"mode": "standard", **info}
     booster.free_dataset()
     skeleton.booster = booster
-    margin = skeleton.raw_margin(split.calibration)
-    calibrator, report = choose_calibration(margin, split.calibration["label"].to_numpy(), params.calibration, seed=seed)
-    skeleton.calibrator = calibrator
-    skeleton.info = {"best_iteration": int(clf.best_iteration_ or booster.current_iteration()),
-                     "calibration": report, "split": split.boundaries}
+    skeleton.info = {"best_iteration": best, **info}
     return skeleton
+
+
+def validation_check(model: LeadScoreModel, valid: pd.DataFrame, baseline) -> dict:
+    """Model vs rule baseline ROC AUC on the validation leads, with a warning when the model is not better."""
+    out = {"model_auc": _auc(valid["label"], model.raw_margin(valid))}
+    if baseline is not None:
+        out["baseline_auc"] = _auc(valid["label"], baseline.points(valid))
+        if not out["model_auc"] > out["baseline_auc"]:
+            out["warning"] = (f"the model does not beat the rule baseline on the validation leads (ROC AUC "
+                              f"{out['model_auc']:.3f} vs {out['baseline_auc']:.3f}): check drift, leakage "
+                              f"exclusions and the amount of data before trusting it")
+            import warnings
+
+            warnings.warn(out["warning"], stacklevel=2)
+    return out
+
+
+def train_model(split: TimeSplit, metadata: list[dict], params: TrainParams, seed: int,
+                baseline=None) -> LeadScoreModel:
+    """LightGBM with native categoricals and early stopping on the validation leads (never fewer than
+    ``min_boost_rounds`` trees), or small-data mode below the documented size when ``baseline`` (the
+    rule baseline) is given; then calibrated on the calibration period."""
+    model = fit_booster(split.train, split.valid, metadata, params, seed, baseline)
+    margin = model.raw_margin(split.calibration)
+    calibrator, report = choose_calibration(margin, split.calibration["label"].to_numpy(), params.calibration, seed=seed)
+    model.calibrator = calibrator
+    model.info.update({"calibration": report, "split": split.boundaries,
+                       "validation": validation_check(model, split.valid, baseline)})
+    return model
+
+
+# ----------------------------------------------------------------------------- rolling-origin time CV
+def time_cv(split: TimeSplit, model: LeadScoreModel, params: TrainParams, seed: int, baseline=None,
+            folds: int | None = None) -> dict:
+    """Rolling-origin cross-validation over the training period, to show how much the AUC moves.
+
+    The training-period snapshot dates are cut into ``folds + 1`` consecutive blocks; fold k fits on
+    the blocks before block k (70 % of the leads, by a seeded hash) and is scored on block k's rows of
+    the other 30 % of leads, for the model (the fitted model's recipe: its features, mode and number of
+    trees, so no early stopping per fold) and the rule baseline. Labels of a fold's training rows may
+    resolve after its evaluation block starts (the label horizon is long next to the training period),
+    so this measures variation over time, not a strict forecast. Returns per-fold AUCs with their mean
+    and standard deviation."""
+    folds = params.cv_folds if folds is None else folds
+    if folds < 1:
+        return {"folds": 0, "note": "rolling-origin time cross-validation off (train.cv_folds = 0)"}
+    rows = pd.concat([split.train, split.valid], ignore_index=True).drop(columns="weight", errors="ignore")
+    dates = np.sort(rows["as_of"].unique())
+    if dates.size < folds + 1:
+        return {"folds": 0, "note": "too few snapshot dates for rolling-origin folds"}
+    starts = [block[0] for block in np.array_split(dates, folds + 1)[1:]]
+    ends = [*starts[1:], dates[-1] + np.timedelta64(1, "s")]
+    fit_lead = lead_hash(rows["lead_id"], seed + 1) < 0.7
+    cats = categorical_features(model.metadata)
+    small = model.info.get("mode") == "small_data"
+    per_fold = []
+    for k, (start, end) in enumerate(zip(starts, ends), 1):
+        before = (rows["as_of"] < start).to_numpy()
+        block = ((rows["as_of"] >= start) & (rows["as_of"] < end)).to_numpy()
+        tr, ev = rows[before & fit_lead], rows[block & ~fit_lead]
+        if tr["label"].nunique() < 2 or ev["label"].nunique() < 2 or len(tr) < 50:
+            continue
+        m = LeadScoreModel(None, None, model.feature_names, model.categories, model.metadata)
+        if small:
+            m.prior = RulePrior.fit(model.prior.baseline, tr, tr["label"].to_numpy(), _lead_weights(tr),
+                                    model.feature_names)
+            m.booster, _, _ = _fit_small(m, tr, cats, m.prior, seed)
+        else:
+            clf = lgb.LGBMClassifier(**{**lgbm_params(params, seed), "n_estimators": model.info["best_iteration"]})
+            clf.fit(m.prepare(tr), tr["label"].to_numpy(), sample_weight=_lead_weights(tr), categorical_feature=cats)
+            m.booster = clf.booster_
+        fold = {"fold": k, "from": str(pd.Timestamp(start)), "train_rows": len(tr), "eval_rows": len(ev),
+                "model_auc": _auc(ev["label"], m.raw_margin(ev))}
+        if baseline is not None:
+            fold["baseline_auc"] = _auc(ev["label"], baseline.points(ev))
+        per_fold.append(fold)
+    out = {"folds": len(per_fold), "per_fold": per_fold}
+    for who in ("model", "baseline"):
+        vals = [f[f"{who}_auc"] for f in per_fold if f"{who}_auc" in f]
+        if vals:
+            out[f"{who}_auc_mean"], out[f"{who}_auc_std"] = float(np.mean(vals)), float(np.std(vals))
+    return out
+
+
+def describe_cv(cv: dict) -> str:
+    """'ROC AUC 0.842 ± 0.011 over 3 rolling-origin folds (baseline 0.75 ± 0.02)' or a note."""
+    if not cv.get("folds") or "model_auc_mean" not in cv:
+        return cv.get("note", "rolling-origin time cross-validation not run")
+    text = (f"ROC AUC {cv['model_auc_mean']:.3f} ± {cv['model_auc_std']:.3f} over {cv['folds']} rolling-origin "
+            f"time folds of the training period")
+    if "baseline_auc_mean" in cv:
+        text += f" (rule baseline {cv['baseline_auc_mean']:.3f} ± {cv['baseline_auc_std']:.3f})"
+    return text
+
+
+def training_notes(model: LeadScoreModel) -> dict:
+    """What the report, metrics and model card say about how the model was trained: mode (and why),
+    trees, the minimum-rounds rule, the validation check against the rule baseline, the time CV."""
+    info = model.info
+    cv = info.get("time_cv", {})
+    notes = {"mode": info.get("mode", "standard"), "trees": info.get("best_iteration"),
+             "time_cv": describe_cv(cv), "warnings": []}
+    for key in ("small_data_reason", "min_boost_rounds_applied"):
+        if info.get(key):
+            notes[key] = info[key]
+    validation = info.get("validation", {})
+    notes["validation"] = {k: v for k, v in validation.items() if k != "warning"}
+    if validation.get("warning"):
+        notes["warnings"].append(validation["warning"])
+    if info.get("min_boost_rounds_applied"):
+        notes["warnings"].append(info["min_boost_rounds_applied"])
+    for k in ("model_auc_mean", "model_auc_std", "baseline_auc_mean", "baseline_auc_std"):
+        if k in cv:
+            notes[f"cv_{k}"] = cv[k]
+    notes["cv_folds"] = cv.get("folds", 0)
+    return notes
+

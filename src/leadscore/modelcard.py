@@ -31,7 +31,7 @@ import pandas as pd
 
 NOT_AVAILABLE = "_not available_"
 #: Section titles, in order (tests and readers rely on them).
-SECTIONS = ("Data window", "Features", "Metrics", "Calibration", "Leakage guard", "Drift",
+SECTIONS = ("Data window", "Features", "Metrics", "Training", "Calibration", "Leakage guard", "Drift",
             "MQL threshold", "Champion / challenger")
 DRIFT_TOP = 10
 
@@ -50,8 +50,8 @@ def render_model_card(info: dict) -> str:
     facts = [f"- **{key.replace('_', ' ')}**: {_inline(model[key])}"
              for key in ("description", "created", "run_id") if model.get(key)]
     out += facts + ([""] if facts else [])
-    builders = [_data_window, _features, _metrics, _calibration, _leakage, _drift, _threshold, _decision]
-    keys = ["data_window", "features", "metrics", "calibration", "leakage", "drift", "threshold", "decision"]
+    builders = [_data_window, _features, _metrics, _training, _calibration, _leakage, _drift, _threshold, _decision]
+    keys = ["data_window", "features", "metrics", "training", "calibration", "leakage", "drift", "threshold", "decision"]
     for section, key, build in zip(SECTIONS, keys, builders):
         out += [f"## {section}", ""]
         value = info.get(key)
@@ -189,11 +189,26 @@ def _threshold(t: Mapping) -> list[str]:
     return lines
 
 
+def _training(t) -> list[str]:
+    lines = [f"- **mode**: {_inline(t.get('mode', 'standard'))}, {_inline(t.get('trees'))} trees"]
+    if t.get("small_data_reason"):
+        lines.append(f"- **why**: {_inline(t['small_data_reason'])}")
+    if t.get("time_cv"):
+        lines.append(f"- **rolling-origin time CV**: {_inline(t['time_cv'])}")
+    v = t.get("validation") or {}
+    if "model_auc" in v and "baseline_auc" in v:
+        lines.append(f"- **validation leads**: model ROC AUC {_fmt(v['model_auc'])}, rule baseline {_fmt(v['baseline_auc'])}")
+    lines += [f"- **warning**: {_inline(w)}" for w in t.get("warnings") or []]
+    return lines
+
+
 def _decision(d) -> list[str]:
     get = d.get if isinstance(d, Mapping) else lambda k, default=None: getattr(d, k, default)
     promote = get("promote")
     verdict = "not available" if promote is None else ("promote the challenger" if promote else "keep the champion")
     lines = [f"**Decision: {verdict}.**", ""]
+    if get("action", None):
+        lines += [f"_{_inline(get('action'))}_", ""]
     lines += [f"- {_inline(r)}" for r in get("reasons", None) or []]
     table = get("table", None)
     if _present(table):

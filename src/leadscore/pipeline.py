@@ -85,22 +85,22 @@ def run_features(params: Params, validated_dir: str | Path, out_dir: str | Path,
 
 
 def guard_leakage(split, meta: list[dict], train_params, declared_by_mapping=()) -> pd.DataFrame:
-    """Examine the snapshot attributes (fit group and mapped export columns ``x_…``) of the training
-    period for outcome leakage; returns the report (empty when the guard is off)."""
-    from leadscore.leakage import leakage_report
+    """Examine the snapshot attributes (fit group and mapped export columns ``x_…``) for outcome leakage,
+    one row per lead over all labelled history (training, calibration and test periods: a leak that
+    starts late is invisible in the training window alone); returns the report (empty when the guard is off)."""
+    from leadscore.leakage import leakage_report, per_lead
 
     examined = [m["name"] for m in meta if m["group"] == "fit" or m["name"].startswith("x_")]
     if not train_params.leakage_guard or not examined:
         return pd.DataFrame(columns=["column", "single_column_auc", "flagged", "excluded", "reason"])
-    # Snapshot attributes do not change between a lead's snapshots: one row per lead (its first
-    # training snapshot), so no lead's label is counted many times or seen across folds.
-    history = pd.concat([split.train, split.valid]).drop_duplicates("lead_id", keep="first")
-    declared = [c for c in (*train_params.after_sales_contact, *declared_by_mapping) if c in history.columns]
-    # Flag on AUC, values decisive both ways, and declarations; one-sided purity is reported only: it
-    # also fires on genuine disqualifiers (students never buy), which a model should keep.
-    return leakage_report(history, "label", examined, auc_threshold=train_params.leakage_auc_threshold,
+    leads = per_lead(pd.concat([split.train, split.valid, split.calibration, split.test], ignore_index=True))
+    declared = [c for c in (*train_params.after_sales_contact, *declared_by_mapping) if c in leads.columns]
+    # Flag on AUC, values decisive both ways, fill rates separating the outcomes (at once or over time)
+    # and declarations; one-sided purity is reported only: it also fires on genuine disqualifiers
+    # (students never buy), which a model should keep.
+    return leakage_report(leads, "label", examined, auc_threshold=train_params.leakage_auc_threshold,
                           declared_after_contact=declared, override_keep=train_params.leakage_keep,
-                          pure_values_rule=False)
+                          pure_values_rule=False, time="as_of")
 
 
 # ----------------------------------------------------------------------------- training, step by step
@@ -203,15 +203,17 @@ def run_train(params: Params, features_dir: str | Path, models_dir: str | Path, 
     open lead of every age) → explanations → files → MLflow, promotion gate and model card.
     """
     from leadscore.baseline import RuleBaseline
-    from leadscore.model import time_split, train_model
+    from leadscore.model import time_cv, time_split, train_model
     from leadscore.scoring import LeadScorer, PointsScale
 
     data = load_training_data(features_dir)
     split = time_split(data.table, params.split, params.seed)
     leakage = guard_leakage(split, data.meta, params.train, data.declared_after_contact)
     excluded = set(leakage.loc[leakage["excluded"], "column"]) if len(leakage) else set()
-    model = train_model(split, [m for m in data.meta if m["name"] not in excluded], params.train, params.seed)
     baseline = RuleBaseline(params.baseline).fit(split.calibration, split.calibration["label"])
+    used = [m for m in data.meta if m["name"] not in excluded]
+    model = train_model(split, used, params.train, params.seed, baseline)  # small-data mode below the size
+    model.info["time_cv"] = time_cv(split, model, params.train, params.seed, baseline)  # AUC mean ± spread
     sp = params.scoring
     scale = PointsScale(sp.base_points, sp.base_probability, sp.points_to_double_odds)
     threshold, reason, cal_table = choose_mql_threshold(model, scale, split, params)
@@ -256,7 +258,8 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
     import joblib
     import matplotlib.pyplot as plt
 
-    from leadscore import backtest, drift, evaluate, explain, report
+    from leadscore import backtest, drift, evaluate, explain, report, tracking
+    from leadscore.model import training_notes
 
     for d in (models_dir, reports_dir, outputs_dir, reports_dir / "figures"):
         d.mkdir(parents=True, exist_ok=True)
@@ -292,8 +295,15 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
     metrics["explain"] = {"max_additivity_error_points": float(additivity.max()),
                           **{f"{g}_share": v for g, v in shares.items()}}
     threshold, reason = scorer.mql_threshold, scorer.threshold_reason
+    metrics["training_notes"] = training_notes(model)
+    # The gate, for every model (the first included), before anything is registered: its numbers go in
+    # the metrics, the report, the run and the model card; the alias moves later only if allowed.
+    decision = tracking.decide(params.mlflow.registered_model if log_to_mlflow else None, scorer, test, y,
+                               params.split.test_days / 7, params.promotion, baseline, split.population_scale,
+                               params.features.snapshot_every_days)
+    metrics["gate"] = decision.to_dict()
 
-    (reports_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (reports_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     summary = {"calibration_method": model.info["calibration"]["method"], "split": split.boundaries,
                "mql_threshold": threshold, "mql_threshold_reason": reason,
                "export_at": data.build.get("export_at"), "export_at_how": data.build.get("export_at_how"),
@@ -332,7 +342,8 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
         matrix=matrix, threshold_tbl=replay.mql_table, mql_compare=replay.mql_compare, shares=shares, figs=figs,
         leads_json=report.lead_payload(test["lead_id"].to_numpy()[newest], scored[newest].reset_index(drop=True),
                                        _rows_of(exp, newest)),
-        drift_table=fd, score_psi=score_psi, calibration_periods=calibration_periods, leakage=leakage)
+        drift_table=fd, score_psi=score_psi, calibration_periods=calibration_periods, leakage=leakage,
+        quality=report.quality_section(metrics["training_notes"], decision))
     report_path = outputs_dir / "report.html"
     report_path.write_text(html_page, encoding="utf-8")
     for obj, name in ((model, "model.joblib"), (scorer, "scorer.joblib"), (baseline, "baseline.joblib")):
@@ -340,10 +351,7 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
 
     result = {"metrics": metrics, "summary": summary, "model_path": models_dir / "model.joblib",
               "scorer_path": models_dir / "scorer.joblib", "report": report_path, "replay": replay}
-    decision = None
     if log_to_mlflow:
-        from leadscore import tracking
-
         artifacts = {reports_dir / f: "tables" for f in (
             "deciles.csv", "threshold_table.csv", "threshold_table_calibration.csv", "calibration_by_age.csv",
             "bands.csv", "matrix.csv", "mql_comparison.csv", "global_drivers.csv", "leakage.csv", "drift.csv",
@@ -357,12 +365,12 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
             tags={**tracking.lineage_tags(data.features_path), "calibration_method": summary["calibration_method"],
                   "mql_threshold_reason": reason},
             experiment=params.mlflow.experiment, registered_model=params.mlflow.registered_model)
-        decision = tracking.champion_challenger(
-            params.mlflow.registered_model, logged["version"], scorer, test, y, params.split.test_days / 7,
-            params.promotion, logged["run_id"], population_scale=split.population_scale,
-            snapshot_every_days=params.features.snapshot_every_days)
-        logged["promoted"] = decision.promote
+        decision = tracking.apply_decision(params.mlflow.registered_model, logged["version"], decision,
+                                           params.promotion, logged["run_id"])
+        logged["passed_gate"] = decision.promote
+        logged["promoted"] = decision.action.startswith(f"version {logged['version']} promoted")
         logged["promotion_reasons"] = decision.reasons
+        logged["promotion_action"] = decision.action
         (reports_dir / "mlflow_run.json").write_text(json.dumps(logged, indent=2))
         result["mlflow"] = logged
     from leadscore import modelcard
@@ -378,7 +386,7 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
         "leakage": leakage, "drift": {"features": fd, "score_psi": score_psi},
         "threshold": {"policy": sp.mql_policy, "points": threshold, "reason": reason,
                       "mql_per_week": metrics["mql"]["model_new_mqls_per_week"], "win_rate": metrics["mql"]["model_win_rate"]},
-        "decision": decision,
+        "decision": decision, "training": metrics["training_notes"],
     })
     (outputs_dir / "model_card.md").write_text(card, encoding="utf-8")
     (outputs_dir / "model_card.html").write_text(modelcard.to_html(card, title="leadscore model card"), encoding="utf-8")

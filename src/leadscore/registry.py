@@ -35,7 +35,8 @@ REASON_TAG, PROMOTED_AT_TAG, REPLACED_TAG = "champion_reason", "champion_since",
 MAX_HISTORY = 50  # earlier champions remembered (tag values are bounded in size)
 
 #: Metrics of the comparison table, in order, with how each is read.
-METRICS = {"roc_auc": "higher is better", "log_loss": "lower is better", "ece": "lower is better",
+METRICS = {"roc_auc": "higher is better", "baseline_roc_auc": "the rule baseline on the same rows",
+           "log_loss": "lower is better", "ece": "lower is better",
            "mql_win_rate": "higher is better", "mql_per_week": "volume, for context"}
 
 
@@ -44,6 +45,13 @@ class PromotionGate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # Absolute checks, every model (the first included), on the holdout:
+    min_auc_over_baseline: float = Field(0.01, ge=0)  # ROC AUC at least the rule baseline's + this
+    min_auc_over_random: float = Field(0.05, ge=0, lt=0.5)  # ROC AUC at least 0.5 + this
+    # Who moves the champion alias: False (default) = nobody but `leadscore promote`; a scheduled retrain
+    # sets True so a challenger that passes the gate becomes champion on its own.
+    auto_promote: bool = False
+    # Checks against the champion, on the very same holdout rows:
     max_log_loss_increase: float = Field(0.005, ge=0)
     max_ece: float = Field(0.03, gt=0, le=1)
     min_auc_delta: float = Field(-0.005, le=0)  # challenger AUC may be at most this much lower
@@ -55,9 +63,16 @@ class PromotionGate(BaseModel):
 class Decision:
     """Whether to promote, each check in plain English, and the metrics side by side."""
 
-    promote: bool
+    promote: bool  # the gate passed (the alias moves only with auto_promote or `leadscore promote`)
     reasons: list[str] = field(default_factory=list)
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    action: str = ""  # what was done with the alias
+
+    def to_dict(self) -> dict:
+        """JSON-ready: passed, each check with its numbers, the metrics table, the action taken."""
+        table = self.table.astype(object).where(self.table.notna(), None).to_dict("records") if len(self.table) else []
+        return {"passed": int(bool(self.promote)), "checks": list(self.reasons), "table": table,
+                "action": self.action, "champion_version": getattr(self, "champion_version", None)}
 
     def summary(self) -> str:
         """One line, e.g. for the champion's reason tag."""
@@ -74,26 +89,71 @@ def _value(metrics: dict | None, key: str) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def compare(champion_metrics: dict | None, challenger_metrics: dict, gate: PromotionGate | None = None) -> Decision:
-    """Decide whether the challenger may replace the champion.
+def holdout_fingerprint(X: pd.DataFrame, y) -> str:
+    """A short hash of the holdout rows (lead, snapshot date, label when present): two metric dicts with
+    the same fingerprint were computed on the very same rows."""
+    import hashlib
 
-    Both dicts hold ``roc_auc``, ``log_loss``, ``ece``, ``mql_win_rate`` and ``mql_per_week`` from the
-    same holdout; an optional ``holdout`` entry (e.g. "2025-10-01..2025-12-31") is compared and must
-    match. No champion (None or empty) promotes. A metric that is missing or not a number fails its
-    check: a model is never promoted on a check that could not be made.
+    import numpy as np
+
+    cols = [c for c in ("lead_id", "as_of") if c in X.columns]
+    frame = X[cols].astype(str) if cols else pd.DataFrame({"row": np.arange(len(X)).astype(str)})
+    frame = frame.assign(label=np.asarray(y).astype(int).astype(str))
+    h = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return f"{len(X)}:{hashlib.sha256(h.tobytes()).hexdigest()[:16]}"
+
+
+def absolute_checks(challenger_metrics: dict, gate: PromotionGate) -> list[tuple[bool, str]]:
+    """Checks every model must pass, the first included: beats the rule baseline on the holdout by a
+    margin, ranks better than chance by a margin, is calibrated (ECE under the bound)."""
+    checks: list[tuple[bool, str]] = []
+    n, b = _value(challenger_metrics, "roc_auc"), _value(challenger_metrics, "baseline_roc_auc")
+    if n is None or b is None:
+        checks.append((False, "ROC AUC of the challenger or of the rule baseline on the holdout not available"))
+    else:
+        ok = n - b >= gate.min_auc_over_baseline - 1e-12
+        checks.append((ok, f"ROC AUC {n:.4f} vs rule baseline {b:.4f} on the same holdout: {n - b:+.4f} "
+                           f"{'≥' if ok else '<'} required {gate.min_auc_over_baseline:+g}"))
+    if n is None:
+        checks.append((False, "ROC AUC of the challenger not available: cannot check it against chance"))
+    else:
+        floor = 0.5 + gate.min_auc_over_random
+        ok = n >= floor - 1e-12
+        checks.append((ok, f"ROC AUC {n:.4f} {'≥' if ok else '<'} {floor:.2f} (chance 0.5 + margin "
+                           f"{gate.min_auc_over_random:g})"))
+    return checks
+
+
+def compare(champion_metrics: dict | None, challenger_metrics: dict, gate: PromotionGate | None = None) -> Decision:
+    """Decide whether the challenger may become champion.
+
+    ``challenger_metrics`` holds ``roc_auc``, ``log_loss``, ``ece``, ``mql_win_rate``, ``mql_per_week``
+    and ``baseline_roc_auc`` (the rule baseline on the same holdout), and ``holdout`` (the fingerprint
+    of the rows, :func:`holdout_fingerprint`). Every challenger must pass :func:`absolute_checks` and
+    the ECE bound; with a champion, its metrics must come from the very same rows (``holdout`` is
+    required on both and must match: a ValueError otherwise) and the challenger must not be worse by
+    more than the gate allows. A metric that is missing or not a number fails its check: a model is
+    never promoted on a check that could not be made.
     """
     gate = gate or PromotionGate()
+    checks = absolute_checks(challenger_metrics, gate)
     if not champion_metrics:
         ece = _value(challenger_metrics, "ece")
-        note = "" if ece is None else f" (challenger ECE {ece:.4f})"
-        return Decision(True, [f"no champion yet: the challenger becomes champion{note}"],
+        if ece is None:
+            checks.append((False, "ECE of the challenger not available: cannot check calibration"))
+        else:
+            ok = ece <= gate.max_ece + 1e-12
+            checks.append((ok, f"ECE {ece:.4f} {'≤' if ok else '>'} maximum {gate.max_ece:g}"))
+        checks.append((True, "no champion yet: nothing to compare with"))
+        promote = all(ok for ok, _ in checks)
+        return Decision(promote, [("ok: " if ok else "fails: ") + t for ok, t in checks],
                         _table(None, challenger_metrics))
     h_champ, h_chall = champion_metrics.get("holdout"), challenger_metrics.get("holdout")
-    if h_champ is not None and h_chall is not None and str(h_champ) != str(h_chall):
+    if h_champ is None or h_chall is None or str(h_champ) != str(h_chall):
         raise ValueError(f"the metrics come from different holdouts (champion {h_champ}, challenger {h_chall}); "
-                         f"score both models on the same leads")
+                         f"score both models on the very same rows")
+    checks.append((True, f"champion and challenger scored on the very same holdout rows ({h_chall})"))
 
-    checks: list[tuple[bool, str]] = []
     c, n = _value(champion_metrics, "roc_auc"), _value(challenger_metrics, "roc_auc")
     if c is None or n is None:
         checks.append((False, "ROC AUC not available for both models: cannot compare"))

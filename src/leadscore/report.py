@@ -123,6 +123,8 @@ th {{ background: #f4f4f4; }} tr.hl td {{ background: #fff3c4; font-weight: bold
 <h1>Lead scoring report</h1>
 <p class="sub">{subtitle}</p>
 
+{quality}
+
 <section><h2>Score distribution</h2><img alt="score distribution" src="{hist}"></section>
 
 <section class="cols"><div><h2>Conversion by band</h2>{bands}</div>
@@ -192,7 +194,7 @@ def render_report(*, subtitle: str, points: np.ndarray, threshold: float, thresh
                   band_table: pd.DataFrame, matrix: pd.DataFrame, threshold_tbl: pd.DataFrame, mql_compare: pd.DataFrame,
                   shares: dict, figs: dict, leads_json: str, drift_table: pd.DataFrame | None = None,
                   score_psi: float = float("nan"), calibration_periods: pd.DataFrame | None = None,
-                  leakage: pd.DataFrame | None = None) -> str:
+                  leakage: pd.DataFrame | None = None, quality: str = "") -> str:
     import matplotlib.pyplot as plt
 
     hist = score_histogram(points, threshold, bands_cfg)
@@ -216,9 +218,33 @@ def render_report(*, subtitle: str, points: np.ndarray, threshold: float, thresh
         calibration=(_table(calibration_periods.assign(period=calibration_periods["period"].astype(str)),
                             fmt={"mean_predicted": "{:.1%}", "observed_win_rate": "{:.1%}", "gap": "{:+.1%}"})
                      if calibration_periods is not None else "not available"),
+        quality=quality,
         leakage=(_table(leakage[["column", "single_column_auc", "flagged", "excluded", "reason"]].head(12),
                         fmt={"single_column_auc": "{:.3f}"})
                  if leakage is not None and len(leakage) else "<p>No snapshot attribute examined.</p>"),
     )
     plt.close(hist)
     return page
+
+
+def quality_section(notes: dict, decision) -> str:
+    """The "Training and promotion gate" section: how the model was trained (mode, trees, time CV,
+    warnings) and the gate's decision with each check's numbers."""
+    items = [f"Mode: <b>{html.escape(str(notes.get('mode', 'standard')))}</b>, {notes.get('trees')} trees."]
+    if notes.get("small_data_reason"):
+        items.append(html.escape(notes["small_data_reason"]))
+    items.append(html.escape(notes.get("time_cv", "")))
+    v = notes.get("validation", {})
+    if "baseline_auc" in v:
+        items.append(f"Validation leads: model ROC AUC {v['model_auc']:.3f}, rule baseline {v['baseline_auc']:.3f}.")
+    warnings = "".join(f'<li class="warn"><b>Warning:</b> {html.escape(w)}</li>' for w in notes.get("warnings", []))
+    if decision is None:
+        gate = "<p>Gate not run.</p>"
+    else:
+        verdict = "passed" if decision.promote else "REFUSED"
+        checks = "".join(f"<li>{html.escape(r)}</li>" for r in decision.reasons)
+        action = getattr(decision, "action", "") or ("not registered (no MLflow run): the gate's verdict only")
+        gate = f"<p>Promotion gate: <b>{verdict}</b>. {html.escape(action)}</p><ul>{checks}</ul>"
+    return (f"<section><h2>Training and promotion gate</h2><ul>{''.join(f'<li>{i}</li>' for i in items)}"
+            f"{warnings}</ul>{gate}</section>")
+

@@ -74,8 +74,11 @@ def margin_contributions(model: LeadScoreModel, X: pd.DataFrame, engine: str = "
     if engine == "fast":
         from leadscore.treeshap import contributions
 
-        return contributions(model.booster, prepared, engine="fast")
-    return model.booster.predict(prepared, pred_contrib=True)
+        out = contributions(model.booster, prepared, engine="fast")
+    else:
+        out = model.booster.predict(prepared, pred_contrib=True)
+    prior = getattr(model, "prior", None)
+    return out if prior is None else out + prior.contributions(X, model.feature_names)
 
 
 @dataclass
@@ -374,7 +377,42 @@ def _rate(value) -> str:
     return "not defined (no MQL)" if value is None or not np.isfinite(value) else f"{value:.0%}"
 
 
+#: Fallback when a policy's threshold sends no MQL (or its volume is not known): the highest threshold that
+#: still sends at least this many new MQLs a week in the replay (the best leads only).
+FALLBACK_MIN_MQLS_PER_WEEK = 1.0
+
+
+def _volume(value) -> str:
+    return "an unknown number of" if value is None or not np.isfinite(value) else f"{value:.1f}"
+
+
 def choose_threshold(table: pd.DataFrame, params: ScoringParams, scale: PointsScale) -> tuple[float, str]:
+    """The MQL threshold by the policy (:func:`policy_threshold`); when the policy's threshold sends no MQL
+    or its volume is undefined, a documented fallback: the highest threshold that sends at least
+    ``FALLBACK_MIN_MQLS_PER_WEEK`` new MQLs a week in the replay, or, when none does, the expected-value
+    break-even threshold. The reason says which, with numbers (never ``nan``)."""
+    t, reason = policy_threshold(table, params, scale)
+    by_t = table.set_index("threshold")
+    volume = float(by_t.loc[t, "mqls_per_week"]) if t in by_t.index else float("nan")
+    if np.isfinite(volume) and volume > 0:
+        return t, reason
+    vol = table["mqls_per_week"].to_numpy(dtype=float)
+    ok = np.isfinite(vol) & (vol >= FALLBACK_MIN_MQLS_PER_WEEK)
+    if ok.any():
+        t2 = float(table["threshold"].to_numpy()[ok].max())
+        row = by_t.loc[t2]
+        return t2, (f"fallback: the {params.mql_policy} policy's threshold ({t:.0f} points) would send "
+                    f"{_volume(volume)} new MQLs a week, so {t2:.0f} points is used: the highest threshold sending at "
+                    f"least {FALLBACK_MIN_MQLS_PER_WEEK:g} new MQL a week in the replay ({_volume(row['mqls_per_week'])} "
+                    f"a week, expected win rate {_rate(row['expected_win_rate'])}). Policy said: {reason}")
+    breakeven = params.touch_cost / params.deal_value
+    t2 = float(np.clip(np.ceil(scale.points(math.log(breakeven / (1 - breakeven)))), 0, 100))
+    return t2, (f"fallback: no threshold sends {FALLBACK_MIN_MQLS_PER_WEEK:g} new MQL a week in the replay (the "
+                f"{params.mql_policy} policy gave {t:.0f} points, {_volume(volume)} a week), so the expected-value "
+                f"break-even threshold is used: touch cost / deal value = {breakeven:.1%}, i.e. {t2:.0f} points")
+
+
+def policy_threshold(table: pd.DataFrame, params: ScoringParams, scale: PointsScale) -> tuple[float, str]:
     """The MQL threshold by the policy in params, with the reason in words.
 
     ``table`` has one row per whole-point threshold with ``mqls_per_week`` (new MQLs a week in a replay of
@@ -391,13 +429,13 @@ def choose_threshold(table: pd.DataFrame, params: ScoringParams, scale: PointsSc
         return t, (f"capacity: sales can work {params.capacity_per_week:g} MQLs a week; planning for "
                    f"{params.capacity_headroom:.0%} of that, {t:.0f} points is the lowest threshold that sends at most "
                    f"{limit:.1f} new MQLs a week in a replay of the nightly job over the calibration period "
-                   f"({row['mqls_per_week']:.1f} a week, expected win rate {_rate(row['expected_win_rate'])})")
+                   f"({_volume(row['mqls_per_week'])} a week, expected win rate {_rate(row['expected_win_rate'])})")
     if params.mql_policy == "min_conversion":
         ok = table[table["expected_win_rate"] >= params.min_conversion]
         t = float(ok["threshold"].min()) if len(ok) else 100.0
         row = table.set_index("threshold").loc[t]
         return t, (f"min_conversion: {t:.0f} points is the lowest threshold whose MQLs are expected to win at least "
-                   f"{params.min_conversion:.0%} ({_rate(row['expected_win_rate'])}, {row['mqls_per_week']:.1f} MQLs a week)")
+                   f"{params.min_conversion:.0%} ({_rate(row['expected_win_rate'])}, {_volume(row['mqls_per_week'])} MQLs a week)")
     breakeven = params.touch_cost / params.deal_value
     t = float(np.clip(np.ceil(scale.points(math.log(breakeven / (1 - breakeven)))), 0, 100))
     return t, (f"expected_value: working a lead pays when its win probability exceeds touch cost / deal value = "

@@ -178,7 +178,7 @@ def load_registered(model_uri: str):
 
 
 def holdout_metrics(scorer, X: pd.DataFrame, y, weeks: float, population_scale: float = 1.0,
-                    snapshot_every_days: float = 7.0) -> dict:
+                    snapshot_every_days: float = 7.0, baseline=None) -> dict:
     """What the promotion gate compares, for one scorer on the holdout (at its own MQL threshold). When
     ``X`` holds snapshot rows (``lead_id``, ``as_of``), MQLs are the replay's *new* MQLs per week
     (:func:`leadscore.backtest.new_mqls`); otherwise rows over the threshold per ``weeks``."""
@@ -190,8 +190,12 @@ def holdout_metrics(scorer, X: pd.DataFrame, y, weeks: float, population_scale: 
     y = np.asarray(y)
     p = scorer.model.predict_proba(X)
     _, points = scorer.points_only(X)
+    from leadscore.registry import holdout_fingerprint
+
     out = {"roc_auc": float(roc_auc_score(y, p)), "log_loss": float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])),
-           "ece": expected_calibration_error(y, p)}
+           "ece": expected_calibration_error(y, p), "holdout": holdout_fingerprint(X, y)}
+    if baseline is not None:  # the rule baseline ranked on the very same rows
+        out["baseline_roc_auc"] = float(roc_auc_score(y, baseline.points(X)))
     if {"lead_id", "as_of"} <= set(X.columns):
         from leadscore.backtest import new_mqls
 
@@ -203,10 +207,58 @@ def holdout_metrics(scorer, X: pd.DataFrame, y, weeks: float, population_scale: 
             "mql_per_week": float(mql.sum() / weeks)}
 
 
-def champion_challenger(name: str, version: str, scorer, X: pd.DataFrame, y, weeks: float, gate_params: dict,
-                        run_id: str, population_scale: float = 1.0, snapshot_every_days: float = 7.0):
-    """Compare the new challenger with the current champion on the same holdout; move the champion
-    alias when the gate passes; log the decision in the run. Returns the registry Decision."""
+def gate_decision(scorer, X: pd.DataFrame, y, weeks: float, gate_params: dict, baseline, population_scale: float = 1.0,
+                  snapshot_every_days: float = 7.0, champion_scorer=None):
+    """The promotion gate's decision for a challenger (and the champion, when given) scored on the very
+    same holdout rows; no registry involved (:func:`champion_challenger` adds the registry)."""
+    from leadscore import registry
+
+    gate = registry.PromotionGate(**gate_params)
+    challenger = holdout_metrics(scorer, X, y, weeks, population_scale, snapshot_every_days, baseline)
+    champion = None if champion_scorer is None else holdout_metrics(
+        champion_scorer, X, y, weeks, population_scale, snapshot_every_days, baseline)
+    return registry.compare(champion, challenger, gate)
+
+
+def current_champion(name: str):
+    """(version, scorer) of the registered model's champion, or (None, None)."""
+    import mlflow
+
+    from leadscore import registry
+
+    mlflow.set_tracking_uri(tracking_uri())
+    version = registry.get_alias_version(mlflow.MlflowClient(), name, "champion")
+    if version is None:
+        return None, None
+    return version, mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().scorer
+
+
+def decide(name: str | None, scorer, X: pd.DataFrame, y, weeks: float, gate_params: dict, baseline=None,
+           population_scale: float = 1.0, snapshot_every_days: float = 7.0):
+    """The gate's decision before anything is registered: the absolute checks for every model and, when
+    ``name`` has a champion, the comparison on the very same rows. ``decision.champion_version`` says
+    which champion was compared (None: none)."""
+    from leadscore import registry
+
+    champion_version, champ = current_champion(name) if name else (None, None)
+    if champ is not None:
+        same_features = (getattr(champ, "feature_params", None) == scorer.feature_params
+                         and set(champ.model.feature_names) <= set(X.columns))
+        if not same_features:
+            decision = registry.Decision(False, [f"champion v{champion_version} was built on other features: it cannot "
+                                                 f"be scored on this holdout; compare by hand, then `leadscore promote`"],
+                                         pd.DataFrame())
+            decision.champion_version = champion_version
+            return decision
+    decision = gate_decision(scorer, X, y, weeks, gate_params, baseline, population_scale, snapshot_every_days, champ)
+    decision.champion_version = champion_version
+    return decision
+
+
+def apply_decision(name: str, version: str, decision, gate_params: dict, run_id: str):
+    """Move the champion alias only when the gate passed AND ``promotion.auto_promote`` is on (a
+    scheduled retrain); otherwise the version stays ``challenger`` until ``leadscore promote``. Logs the
+    decision in the run and sets ``decision.action``."""
     import mlflow
 
     from leadscore import registry
@@ -214,29 +266,31 @@ def champion_challenger(name: str, version: str, scorer, X: pd.DataFrame, y, wee
     mlflow.set_tracking_uri(tracking_uri())
     client = mlflow.MlflowClient()
     gate = registry.PromotionGate(**gate_params)
-    challenger = holdout_metrics(scorer, X, y, weeks, population_scale, snapshot_every_days)
-    champion_version = registry.get_alias_version(client, name, "champion")
-    champion = None
-    if champion_version is not None:
-        champ = mlflow.pyfunc.load_model(f"models:/{name}/{champion_version}").unwrap_python_model().scorer
-        same_features = (getattr(champ, "feature_params", None) == scorer.feature_params
-                         and set(champ.model.feature_names) <= set(X.columns))
-        if not same_features:
-            decision = registry.Decision(False, [f"champion v{champion_version} was built on other features: it cannot "
-                                                 f"be scored on this holdout; compare by hand, then `leadscore promote`"],
-                                         pd.DataFrame())
-            _log_decision(client, run_id, decision, champion_version)
-            return decision
-        champion = holdout_metrics(champ, X, y, weeks, population_scale, snapshot_every_days)
-    decision = registry.compare(champion, challenger, gate)
-    if decision.promote:
+    before = getattr(decision, "champion_version", None)
+    champion = f"champion {'v' + before if before else 'none'}"
+    if decision.promote and gate.auto_promote:
         registry.set_champion(client, name, version, "; ".join(decision.reasons))
-    _log_decision(client, run_id, decision, champion_version)
+        decision.action = f"version {version} promoted to champion (promotion.auto_promote is on)"
+    elif decision.promote:
+        decision.action = (f"version {version} passed the gate and is registered as challenger; production "
+                           f"({champion}) is unchanged until `leadscore promote {version} --name {name} --reason ...` "
+                           f"(or promotion.auto_promote: true in a scheduled retrain)")
+    else:
+        decision.action = f"version {version} refused by the gate; registered as challenger only ({champion} unchanged)"
+    _log_decision(client, run_id, decision, before)
     return decision
 
 
+def champion_challenger(name: str, version: str, scorer, X: pd.DataFrame, y, weeks: float, gate_params: dict,
+                        run_id: str, population_scale: float = 1.0, snapshot_every_days: float = 7.0, baseline=None):
+    """:func:`decide` then :func:`apply_decision`. Returns the registry Decision."""
+    decision = decide(name, scorer, X, y, weeks, gate_params, baseline, population_scale, snapshot_every_days)
+    return apply_decision(name, version, decision, gate_params, run_id)
+
+
 def _log_decision(client, run_id: str, decision, champion_version) -> None:
-    client.set_tag(run_id, "promotion.decision", "promoted" if decision.promote else "refused")
+    client.set_tag(run_id, "promotion.decision", "passed" if decision.promote else "refused")
+    client.set_tag(run_id, "promotion.action", getattr(decision, "action", "")[:5000])
     client.set_tag(run_id, "promotion.reasons", "; ".join(decision.reasons)[:5000])
     client.set_tag(run_id, "promotion.champion_before", str(champion_version))
     if len(decision.table):

@@ -31,7 +31,7 @@ from leadscore import pipeline
 from leadscore.baseline import RuleBaseline
 from leadscore.config import load_params
 from leadscore.model import (LeadScoreModel, TimeSplit, categorical_features, describe_cv, fit_booster, lead_hash,
-                             time_cv, time_split, train_model)
+                             small_data_reason, time_cv, time_split, train_model)
 
 warnings.filterwarnings("ignore")
 
@@ -65,8 +65,12 @@ def auc(split: TimeSplit, score) -> float:
 def drift(args) -> None:
     params, split, meta, baseline = _prepare(args)
     b = split.boundaries
-    by_quarter = split.train.assign(q=split.train["as_of"].dt.to_period("Q")).groupby("q")["label"].mean()
-    print(f"training win rate by quarter (snapshot rows): {', '.join(f'{v:.1%}' for v in by_quarter)}; "
+    from leadscore.leakage import per_lead
+
+    leads = per_lead(pd.concat([split.train, split.valid, split.calibration, split.test]))
+    by_quarter = leads.groupby(leads["as_of"].dt.to_period("Q"))["label"].mean()
+    print(f"leads won within the label horizon, by quarter of their first snapshot: "
+          f"{', '.join(f'{v:.1%}' for v in by_quarter)}; snapshot rows: training {b['win_rate_train']:.1%}, "
           f"test {b['win_rate_test']:.1%}")
     t = time.time()
     model = train_model(split, meta, params.train, params.seed, baseline)
@@ -110,9 +114,7 @@ def small(args) -> None:
             wins = pd.concat([sub.train, sub.valid]).query("label == 1")["lead_id"].nunique()
             plain = fit_booster(sub.train, sub.valid, meta, standard, params.seed, baseline)
             sm = fit_booster(sub.train, sub.valid, meta, forced, params.seed, baseline)
-            chosen = sm if fit_booster.__module__ and (
-                pd.concat([sub.train, sub.valid])["lead_id"].nunique() < params.train.small_data_leads
-                or wins < params.train.small_data_wins) else plain
+            chosen = sm if small_data_reason(pd.concat([sub.train, sub.valid]), params.train) else plain
             res.append((wins, auc(sub, plain.raw_margin(split.test)), auc(sub, plain_lightgbm(sub, meta, params.seed)),
                         auc(sub, sm.raw_margin(split.test)), auc(sub, chosen.raw_margin(split.test))))
         wins, p, d, s, c = np.mean(res, axis=0)

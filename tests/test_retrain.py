@@ -33,8 +33,10 @@ def test_training_registers_a_challenger_and_never_moves_production(trained):
     assert "`leadscore promote" in first["promotion_action"]
     tags = client.get_run(first["run_id"]).data.tags
     assert tags["promotion.decision"] == "passed" and "rule baseline" in tags["promotion.reasons"]
-    gate = trained["result"]["metrics"]["gate"]
+    gate = trained["result"]["summary"]["gate"]  # the whole decision; metrics.json keeps the registry-free part
     assert gate["passed"] == 1 and any("vs rule baseline" in c for c in gate["checks"])
+    kept = trained["result"]["metrics"]["gate"]
+    assert any("vs rule baseline" in c for c in kept["checks"]) and not any("champion" in c for c in kept["checks"])
     card = (trained["tmp"] / "outputs" / "model_card.md").read_text()
     assert "vs rule baseline" in card and "registered as challenger" in card
     report = (trained["tmp"] / "outputs" / "report.html").read_text()

@@ -243,7 +243,7 @@ def train(
         console.print(f"{verdict}: " + "; ".join(logged["promotion_reasons"]))
         console.print(logged["promotion_action"], highlight=False)
     else:
-        gate = m["gate"]
+        gate = result["summary"]["gate"]
         verdict = "[green]passes the gate[/green]" if gate["passed"] else "[red]would be refused by the gate[/red]"
         console.print(f"{verdict}: " + "; ".join(gate["checks"]))
     for warning in m["training_notes"]["warnings"]:

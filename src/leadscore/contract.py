@@ -661,14 +661,16 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
     """)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     op = str(out_path).replace("'", "''")
-    order = " ORDER BY _row" if len(bad_rows) else ""  # the row-number join may reorder: restore the file's order
+    # The joins above run in parallel and may reorder rows: the file's order is restored, so the same
+    # input gives the same bytes (dvc.lock, same-seed-same-bytes) whatever the thread schedule.
+    order = " ORDER BY _row"
     con.execute(f"""
         COPY (SELECT lead_id, timestamp, event_type, asset,
                      CASE WHEN duration_s >= 0 THEN duration_s END AS duration_s,
                      CASE WHEN percent_watched BETWEEN 0 AND 100 THEN percent_watched END AS percent_watched
               FROM _ev_checked WHERE reason IS NULL{order})
         TO '{op}' (FORMAT parquet, COMPRESSION zstd)
-    """)  # insertion order is preserved: the valid events keep the file's order
+    """)
     flagged = con.sql(f"""
         SELECT '{file.replace("'", "''")}' AS file, _row AS row, coalesce(lead_id, raw_lead_id) AS lead_id,
                reason_column AS column, reason,

@@ -301,13 +301,19 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
     decision = tracking.decide(params.mlflow.registered_model if log_to_mlflow else None, scorer, test, y,
                                params.split.test_days / 7, params.promotion, baseline, split.population_scale,
                                params.features.snapshot_every_days)
-    metrics["gate"] = decision.to_dict()
+    gate = decision.to_dict()
+    # metrics.json is a function of data and params (it is committed, and `dvc exp show` compares it): it
+    # holds the checks that do not depend on the registry; the whole decision, champion comparison
+    # included, goes to training.json, the run, the report and the model card.
+    metrics["gate"] = {"checks": [c for c in gate["checks"] if "champion" not in c],
+                       "challenger": {r["metric"]: r["challenger"] for r in gate["table"]
+                                      if r.get("challenger") is not None}}
 
     (reports_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     summary = {"calibration_method": model.info["calibration"]["method"], "split": split.boundaries,
                "mql_threshold": threshold, "mql_threshold_reason": reason,
                "export_at": data.build.get("export_at"), "export_at_how": data.build.get("export_at_how"),
-               "records_after_export": data.build.get("records_after_export")}
+               "records_after_export": data.build.get("records_after_export"), "gate": gate}
     (reports_dir / "training.json").write_text(json.dumps(summary, indent=2))
     deciles.to_csv(reports_dir / "deciles.csv", index=False)
     replay.mql_table.to_csv(reports_dir / "threshold_table.csv", index=False)

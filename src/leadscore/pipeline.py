@@ -303,10 +303,9 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
                                params.features.snapshot_every_days)
     gate = decision.to_dict()
     # metrics.json is a function of data and params (it is committed, and `dvc exp show` compares it): it
-    # holds the checks that do not depend on the registry; the whole decision, champion comparison
+    # holds the challenger's gate numbers, which do not depend on the registry; the decision, champion comparison
     # included, goes to training.json, the run, the report and the model card.
-    metrics["gate"] = {"checks": [c for c in gate["checks"] if "champion" not in c],
-                       "challenger": {r["metric"]: r["challenger"] for r in gate["table"]
+    metrics["gate"] = {"challenger": {r["metric"]: r["challenger"] for r in gate["table"]
                                       if r.get("challenger") is not None}}
 
     (reports_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))

@@ -280,7 +280,7 @@ class RulePrior:
     def margin(self, X: pd.DataFrame) -> np.ndarray:
         if not self.columns:
             return np.full(len(X), self.a)
-        rp = self.baseline.rule_points(X)[list(self.columns)]
+        rp = self.baseline.rule_points(X)[list(self.columns)].fillna(0.0)  # a value not given scores 0, as in the rules
         return self.a + self.b * rp.sum(axis=1).to_numpy() / 10.0
 
     def contributions(self, X: pd.DataFrame, feature_names: list[str]) -> np.ndarray:
@@ -288,7 +288,7 @@ class RulePrior:
         out = np.zeros((len(X), len(feature_names) + 1))
         out[:, -1] = self.a + self.b * sum(self.means.values()) / 10.0
         if self.columns:
-            rp = self.baseline.rule_points(X)
+            rp = self.baseline.rule_points(X).fillna(0.0)
             where = {n: i for i, n in enumerate(feature_names)}
             for rule, feature in self.columns.items():
                 out[:, where[feature]] += self.b * (rp[rule].to_numpy() - self.means[rule]) / 10.0

@@ -125,3 +125,27 @@ def test_lift_capture_and_deciles():
     assert (lift, captured) == (pytest.approx(5.0), pytest.approx(0.5))
     table = decile_table(y, score)
     assert list(table["wins"]) == [1, 0, 0, 0, 1, 0, 0, 0, 0, 0]
+
+
+def test_usable_cpus_follow_the_container_quota_not_the_host(monkeypatch, tmp_path):
+    """A CI container of 2 CPUs on a 64-core host: LightGBM must not start 64 OpenMP threads."""
+    import os
+    from pathlib import Path as P
+
+    from leadscore import config
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    files = {"/sys/fs/cgroup/cpu.max": "200000 100000\n"}
+    real = P.read_text
+
+    def fake(self, *a, **k):
+        return files[str(self)] if str(self) in files else real(self, *a, **k)
+
+    monkeypatch.setattr(P, "read_text", fake)
+    assert config.usable_cpus() == 2
+    files["/sys/fs/cgroup/cpu.max"] = "150000 100000\n"  # 1.5 CPUs: 2 threads
+    assert config.usable_cpus() == 2
+    files["/sys/fs/cgroup/cpu.max"] = "max 100000\n"  # no quota: the affinity
+    assert config.usable_cpus() == 64
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert config.usable_cpus() == 1

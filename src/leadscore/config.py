@@ -9,6 +9,31 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
+def usable_cpus() -> int:
+    """CPUs this process may really use: its CPU affinity, capped by a cgroup CPU quota (containers, CI).
+
+    ``os.cpu_count()`` reports the host's cores; in a container limited to 2 CPUs on a 64-core host,
+    OpenMP (LightGBM) would start 64 spinning threads per process and run many times slower.
+    """
+    import math
+    import os
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    for path in ("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
+        try:
+            text = Path(path).read_text().split()
+            if path.endswith("cpu.max"):
+                quota, period = text[0], float(text[1])
+            else:
+                quota, period = text[0], float(Path(path).with_name("cpu.cfs_period_us").read_text())
+            if quota not in ("max", "-1") and period > 0:
+                n = min(n, max(1, math.ceil(float(quota) / period)))
+            break
+        except (OSError, ValueError, IndexError):
+            continue
+    return max(1, n)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -100,6 +125,7 @@ class TrainParams(_Section):
     subsample: float = Field(0.8, gt=0, le=1)
     colsample_bytree: float = Field(0.8, gt=0, le=1)
     reg_lambda: float = Field(1.0, ge=0)
+    num_threads: int = Field(0, ge=0)  # LightGBM threads; 0: the CPUs this process may use (usable_cpus)
     calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto"
     min_boost_rounds: int = Field(50, ge=0)  # early stopping may not stop before this many trees
     cv_folds: int = Field(3, ge=0)  # rolling-origin time folds over the training period (0: off)

@@ -8,7 +8,6 @@ function of the margin. The calibration data come from a later period than the t
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import lightgbm as lgb
@@ -19,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 
-from leadscore.config import SplitParams, TrainParams
+from leadscore.config import SplitParams, TrainParams, usable_cpus
 
 EPS = 1e-6
 
@@ -234,7 +233,7 @@ def lgbm_params(params: TrainParams, seed: int) -> dict:
         num_leaves=params.num_leaves, max_depth=params.max_depth, min_child_samples=params.min_child_samples,
         subsample=params.subsample, subsample_freq=1 if params.subsample < 1 else 0,
         colsample_bytree=params.colsample_bytree, reg_lambda=params.reg_lambda, random_state=seed,
-        deterministic=True, force_row_wise=True, n_jobs=os.cpu_count() or 1, verbose=-1,
+        deterministic=True, force_row_wise=True, n_jobs=params.num_threads or usable_cpus(), verbose=-1,
     )
 
 
@@ -312,14 +311,14 @@ def _lead_weights(rows: pd.DataFrame) -> np.ndarray:
 
 
 def _fit_small(skeleton: LeadScoreModel, rows: pd.DataFrame, cats: list[str], prior: RulePrior,
-               seed: int) -> tuple[lgb.Booster, int, dict]:
+               seed: int, threads: int) -> tuple[lgb.Booster, int, dict]:
     """Small-data trees on top of the prior: rounds by lead-grouped CV log loss, then a fit on all rows."""
     from sklearn.model_selection import GroupKFold
 
     cfg = dict(SMALL_DATA_TREES)
     max_rounds, n_folds = cfg.pop("max_rounds"), cfg.pop("folds")
     booster_params = dict(objective="binary", verbose=-1, seed=seed, deterministic=True, force_row_wise=True,
-                          num_threads=os.cpu_count() or 1, **cfg)
+                          num_threads=threads, **cfg)
     X, y, w = skeleton.prepare(rows), rows["label"].to_numpy(), _lead_weights(rows)
     init = prior.margin(rows)
     groups = rows["lead_id"].astype(str).to_numpy()
@@ -384,7 +383,7 @@ def fit_booster(train: pd.DataFrame, valid: pd.DataFrame, metadata: list[dict], 
     if small:
         rows = pd.concat([train, valid], ignore_index=True).drop(columns="weight", errors="ignore")
         prior = RulePrior.fit(baseline, rows, rows["label"].to_numpy(), _lead_weights(rows), names)
-        booster, best, info = _fit_small(skeleton, rows, cats, prior, seed)
+        booster, best, info = _fit_small(skeleton, rows, cats, prior, seed, params.num_threads or usable_cpus())
         skeleton.prior = prior
         info = {"mode": "small_data", "small_data_reason": small, **info}
     else:
@@ -460,7 +459,7 @@ def time_cv(split: TimeSplit, model: LeadScoreModel, params: TrainParams, seed: 
         if small:
             m.prior = RulePrior.fit(model.prior.baseline, tr, tr["label"].to_numpy(), _lead_weights(tr),
                                     model.feature_names)
-            m.booster, _, _ = _fit_small(m, tr, cats, m.prior, seed)
+            m.booster, _, _ = _fit_small(m, tr, cats, m.prior, seed, params.num_threads or usable_cpus())
         else:
             clf = lgb.LGBMClassifier(**{**lgbm_params(params, seed), "n_estimators": model.info["best_iteration"]})
             clf.fit(m.prepare(tr), tr["label"].to_numpy(), sample_weight=_lead_weights(tr), categorical_feature=cats)

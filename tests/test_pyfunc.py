@@ -58,8 +58,6 @@ def test_a_hand_built_one_row_frame_of_python_values_is_scored(served, trained, 
     json.loads(out["reasons"].iloc[0])
 
 
-@pytest.mark.xfail(reason="known bug, open in issue 13: a small-data model's rule prior cannot score a request "
-                          "missing most rule inputs (TypeError in RulePrior.margin)", strict=False)
 def test_a_request_with_a_few_columns_and_no_id_scores_the_rest_as_missing(served):
     with pytest.warns(UserWarning, match="absent from the input"):
         out = served.predict(pd.DataFrame([{"seniority": "vp", "job_function": "marketing", "pricing_page_7d": 2}]))

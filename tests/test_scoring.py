@@ -302,3 +302,23 @@ def test_no_sentence_has_an_internal_term_unknown_value_or_wrong_plural(scorer_a
     assert any(t.startswith("Company: ") and "size" in t and t.endswith("not known") for t in sentences["company"])
     assert any(t.startswith("No pricing-page visit in the last") for t in sentences["pricing_page"])
     assert any(t.startswith("Pricing page: visited") for t in sentences["pricing_page"])
+
+
+@pytest.mark.parametrize("missing", [np.nan, None, pd.NA])
+def test_a_missing_value_in_any_column_reads_not_known_and_never_raises(scorer_and_table, missing):
+    """pandas 3 keeps a missing value missing through ``astype(str)``: every sentence builder must still
+    say "not known" (a request with few columns, a CRM export with empty cells)."""
+    from leadscore.reasons import all_group_sentences
+
+    scorer, table = scorer_and_table
+    sample = table.head(6).reset_index(drop=True).astype(object)
+    names = [m["name"] for m in scorer.model.metadata]
+    sample.loc[1:, names] = missing  # row 0 stays complete: the same builders see both
+    sentences = all_group_sentences(scorer.features, sample)
+    for key, texts in sentences.items():
+        for t in texts[1:]:
+            assert isinstance(t, str) and t and t[0].isupper(), (key, t)
+            assert "nan" not in t.lower().split() and "<na>" not in t.lower(), (key, t)
+    assert any("not known" in t for t in sentences["company"][1:])
+    out = scorer.score(sample.assign(**{c: missing for c in names}))
+    assert out["probability"].between(0, 1).all() and out["reasons"].map(json.loads).map(len).gt(0).all()

@@ -80,18 +80,24 @@ def _plural(n: np.ndarray, one: str, many: str) -> np.ndarray:
 
 
 def _cap_first(text: np.ndarray) -> np.ndarray:
-    s = pd.Series(text, dtype=object).astype(str)
+    s = _as_text(text)
     return (s.str[:1].str.upper() + s.str[1:]).to_numpy(dtype=object, copy=True)
+
+
+def _as_text(values) -> pd.Series:
+    """Values as text, a missing value as "" (pandas 3's ``astype(str)`` keeps NaN as NaN, which then breaks
+    string concatenation with a TypeError)."""
+    return pd.Series(values, dtype=object).astype(str).fillna("").astype(object)
 
 
 def _missing(values) -> np.ndarray:
     s = pd.Series(values, dtype=object)
-    txt = s.astype(str).str.strip().str.lower()
+    txt = _as_text(values).str.strip().str.lower()
     return (s.isna() | txt.isin(["unknown", "", "nan", "none", "<na>"])).to_numpy(dtype=bool)
 
 
 def _text(values) -> np.ndarray:
-    return pd.Series(values, dtype=object).astype(str).str.replace("_", " ").to_numpy(dtype=object, copy=True)
+    return _as_text(values).str.replace("_", " ").to_numpy(dtype=object, copy=True)
 
 
 _WINDOW = re.compile(r"^(?P<event>.+)_(?P<days>\d+)d$")
@@ -117,7 +123,7 @@ ATTRIBUTES = {
 
 def _attribute(template: str, unknown: str, labels, values) -> np.ndarray:
     missing = _missing(values)
-    s = pd.Series(values, dtype=object).astype(str)
+    s = _as_text(values)
     if labels == "title":
         shown = s.str.title().to_numpy(dtype=object, copy=True)
     elif isinstance(labels, dict):
@@ -139,7 +145,7 @@ def _template_sentence(feature, values) -> np.ndarray:
         labels = {str(k): v for k, v in feature.value_labels.items()}
         s = pd.Series(values, dtype=object)
         keys = s.map(lambda v: str(int(v)) if isinstance(v, float) and v == v and v == int(v) else str(v))
-        shown = keys.map(labels).fillna(s.astype(str)).to_numpy(dtype=object, copy=True)
+        shown = keys.map(labels).fillna(_as_text(values)).to_numpy(dtype=object, copy=True)
     elif feature.kind == "numeric":
         v = _num(values)
         r = np.round(np.nan_to_num(v))
@@ -220,9 +226,9 @@ def _title_sentence(members: dict, X: pd.DataFrame) -> np.ndarray:
     n = len(X)
     sen = X["seniority"].to_numpy() if "seniority" in members else np.full(n, "unknown", dtype=object)
     fun = X["job_function"].to_numpy() if "job_function" in members else np.full(n, "unknown", dtype=object)
-    s_txt = pd.Series(sen, dtype=object).astype(str).map(lambda v: SENIORITY.get(v, v.replace("_", " ")))
-    f_txt = pd.Series(fun, dtype=object).astype(str).map(lambda v: FUNCTION.get(v, v.replace("_", " ")))
-    s_miss, f_miss = _missing(sen), _missing(fun) | (pd.Series(fun, dtype=object).astype(str) == "other").to_numpy()
+    s_txt = _as_text(sen).map(lambda v: SENIORITY.get(v, v.replace("_", " ")))
+    f_txt = _as_text(fun).map(lambda v: FUNCTION.get(v, v.replace("_", " ")))
+    s_miss, f_miss = _missing(sen), _missing(fun) | (_as_text(fun) == "other").to_numpy()
     out = np.where(f_miss, "Job title: " + s_txt, "Job title: " + s_txt + " in " + f_txt).astype(object)
     only_f = s_miss & ~f_miss
     out[only_f] = "Job title: works in " + f_txt.to_numpy(dtype=object)[only_f]
@@ -242,14 +248,14 @@ def _company_sentence(members: dict, X: pd.DataFrame) -> np.ndarray:
     for col, fmt, what in (("industry", lambda v: _text(v), "industry"),
                            ("company_size", lambda v: _text(v) + " employees", "size"),
                            ("revenue_band", lambda v: _text(v) + " revenue", "revenue"),
-                           ("country", lambda v: "in " + pd.Series(v, dtype=object).astype(str).str.title()
+                           ("country", lambda v: "in " + _as_text(v).str.title()
                             .to_numpy(dtype=object, copy=True), "country"),
-                           ("email_domain_type", lambda v: pd.Series(v, dtype=object).astype(str).map(EMAIL_DOMAIN)
+                           ("email_domain_type", lambda v: _as_text(v).map(EMAIL_DOMAIN)
                             .fillna("").to_numpy(dtype=object, copy=True), "email domain")):
         if col in members:
             v = X[col].to_numpy()
             text = fmt(v)
-            missing = _missing(v) | (pd.Series(text, dtype=object).astype(str) == "").to_numpy()
+            missing = _missing(v) | (_as_text(text) == "").to_numpy()
             parts.append((text, missing, what))
     if not parts:
         return np.full(n, "Company", dtype=object)
@@ -358,7 +364,7 @@ def group_sentence(key: str, members: list, X: pd.DataFrame) -> np.ndarray:
         return _attribute(*ATTRIBUTES[key], X[key].to_numpy())
     if key == "email_domain_type" and key in by_name:  # (read with the company by default)
         v = X[key].to_numpy()
-        out = pd.Series(v, dtype=object).astype(str).map(DOMAIN).to_numpy(dtype=object, copy=True)
+        out = _as_text(v).map(DOMAIN).to_numpy(dtype=object, copy=True)
         out[_missing(v) | pd.isna(out)] = "Email domain not known"
         return out
     if len(members) == 1:

@@ -119,7 +119,8 @@ def _value_text(feature: Feature, values: np.ndarray) -> np.ndarray:
     missing = s.isna().to_numpy()
     if feature.value_labels:
         labels = {str(k): v for k, v in feature.value_labels.items()}
-        mapped = s.astype(str).map(labels).fillna(s.astype(str))
+        text = s.astype(str).fillna("")
+        mapped = text.map(labels).fillna(text)
         out = mapped.to_numpy(dtype=object)
     elif feature.kind == "numeric":
         v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
@@ -127,7 +128,7 @@ def _value_text(feature: Feature, values: np.ndarray) -> np.ndarray:
         whole = np.abs(np.nan_to_num(v) - r) < 0.05
         out = np.where(whole, r.astype(np.int64).astype(str), np.char.mod("%.1f", np.nan_to_num(v))).astype(object)
     else:
-        out = s.astype(str).str.replace("_", " ").to_numpy(dtype=object)
+        out = s.astype(str).fillna("").str.replace("_", " ").to_numpy(dtype=object)
     out[missing] = "not known"
     return out
 
@@ -147,7 +148,7 @@ def sentences(features: list[Feature], X: pd.DataFrame, index: np.ndarray) -> np
 
 
 def _json_escape(values) -> pd.Series:
-    s = pd.Series(values, dtype=object).astype(str)
+    s = pd.Series(values, dtype=object).astype(str).fillna("")
     for a, b in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
         s = s.str.replace(a, b, regex=False)
     # Every other control character (JSON allows none unescaped in a string): \u00XX, on the few that hold one.

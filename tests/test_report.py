@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -154,3 +155,102 @@ def test_a_hostile_lead_shows_its_reasons_with_the_text_as_text(hostile_page):
     bold = pg.eval_on_selector_all("#detail b", "els => els.map(e => e.textContent)")
     assert set(bold) <= {"Score", "MQL", "What pushed it over MQL:"}  # no markup from the data, only the page's
     assert errors == []
+
+
+# ----------------------------------------------------------------------------- today's report (leadscore report)
+from leadscore import today  # noqa: E402
+
+NASTY = ["<!--<script>", "=cmd|' /C calc'!A0", "</script><script>window.pwned=1</script>"]
+
+
+def _reasons(*items):
+    pos = [{"feature": f, "sentence": s, "points": p} for f, s, p in items if p >= 0]
+    neg = [{"feature": f, "sentence": s, "points": p} for f, s, p in items if p < 0]
+    return json.dumps({"positive": pos, "negative": neg})
+
+
+def _scores(ids, points, mql, as_of="2026-06-08", **extra):
+    n = len(ids)
+    reasons = [_reasons(("pricing_page", "Pricing page: visited 3 times in the last 7 days", 14.2),
+                        ("seniority", "Seniority: assistant", -8.2)) for _ in range(n)]
+    base = 40.0
+    points = [float(p) for p in points]
+    capped = [min(0.0, 100.0 - (base + 6.0 + 60)) if p == 100 else 0.0 for p in points]
+    other = [round(p - base - 6.0 - c, 1) for p, c in zip(points, capped)]
+    return pd.DataFrame({"lead_id": ids, "probability": [0.1] * n, "points": points,
+                         "band": ["A" if p >= 70 else "C" for p in points], "fit_grade": ["A"] * n,
+                         "engagement_grade": ["1"] * n, "matrix_cell": ["A1"] * n, "is_mql": mql,
+                         "reasons": reasons, "pushed_over_mql": ["[]"] * n, "base_points": [base] * n,
+                         "other_points": other, "capped_points": capped, "reasons_text": [""] * n,
+                         **extra, "model_name": ["leadscore"] * n, "model_version": ["7"] * n,
+                         "as_of": pd.Timestamp(as_of), "scored_at": pd.Timestamp(as_of)})
+
+
+def _history(folder, as_of, frame, run_id):
+    """A committed history run as `leadscore score --history` writes it (manifest = commit point)."""
+    part = folder / f"as_of={as_of}"
+    part.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(part / f"run-{run_id}.parquet", index=False)
+    (part / f"run-{run_id}.json").write_text(json.dumps({
+        "run_id": run_id, "as_of": f"{as_of}T00:00:00", "data": f"run-{run_id}.parquet",
+        "committed_at": f"{as_of}T01:00:00+00:00", "model_name": "leadscore", "model_version": "7"}))
+
+
+def test_today_newly_mql_is_mql_now_and_not_in_the_previous_run(tmp_path):
+    _history(tmp_path, "2026-06-01", pd.DataFrame({"lead_id": ["a", "b"], "points": [80.0, 10.0],
+                                                   "is_mql": [True, False]}), "1")
+    scores = _scores(["a", "b", "c", "d"], [85, 75, 72, 20], [True, True, True, False])
+    history = today.history_points(tmp_path, today._as_of(scores))
+    data = today.prepare(scores, history)
+    # a was MQL already; b crossed; c is new to the history and MQL (counted as the batch job counts it); d not MQL
+    assert data.leads["newly_mql"].tolist() == [False, True, True, False]
+    assert data.meta["newly_mql"] == 2 and data.meta["previous_as_of"] == "2026-06-01"
+
+
+def test_today_newly_mql_is_unknown_without_a_previous_run_and_the_scores_column_wins(tmp_path):
+    scores = _scores(["a", "b"], [85, 20], [True, False])
+    assert today.prepare(scores, []).leads["newly_mql"].isna().all()
+    assert today.prepare(scores, []).meta["newly_mql"] is None
+    written = scores.assign(newly_mql=[False, False])  # `score --history` decided it against its own previous run
+    assert today.prepare(written, []).leads["newly_mql"].tolist() == [False, False]
+
+
+def test_today_trend_is_the_last_run_of_each_earlier_date_then_today(tmp_path):
+    _history(tmp_path, "2026-05-25", pd.DataFrame({"lead_id": ["a"], "points": [30.0], "is_mql": [False]}), "1")
+    _history(tmp_path, "2026-06-01", pd.DataFrame({"lead_id": ["a", "b"], "points": [50.0, 5.0],
+                                                   "is_mql": [False, False]}), "2")
+    _history(tmp_path, "2026-06-01", pd.DataFrame({"lead_id": ["a", "b"], "points": [55.0, 6.0],
+                                                   "is_mql": [False, False]}), "3")  # a re-run of that day wins
+    _history(tmp_path, "2026-06-08", pd.DataFrame({"lead_id": ["a"], "points": [1.0], "is_mql": [False]}), "4")
+    scores = _scores(["a", "b"], [72, 20], [True, False])
+    data = today.prepare(scores, today.history_points(tmp_path, today._as_of(scores)))
+    assert data.trend_dates == ["2026-05-25", "2026-06-01", "2026-06-08"]  # today's own date from the scores
+    assert data.trend[0].tolist() == [30.0, 55.0, 72.0]
+    assert np.isnan(data.trend[1][0]) and data.trend[1][1:].tolist() == [6.0, 20.0]
+
+
+def test_today_waterfall_base_reasons_other_and_cap_add_up_to_the_points():
+    scores = _scores(["a", "b", "c"], [100, 55.3, 0], [True, False, False])
+    data = today.prepare(scores, [])
+    for i in range(len(scores)):
+        listed = sum(data.reasons[i][1::2])
+        total = data.leads["base"][i] + listed + data.leads["other"][i] + data.leads["cap"][i]
+        assert total == pytest.approx(data.leads["points"][i], abs=0.05 * (len(data.reasons[i]) // 2 + 3))
+        assert [data.sentences[k] for k in data.reasons[i][::2]] == [
+            "Pricing page: visited 3 times in the last 7 days", "Seniority: assistant"]
+    assert data.drivers["label"].tolist()[:2] == ["Pricing page", "Seniority"]
+
+
+def test_today_pass_through_columns_are_the_ones_the_score_output_does_not_own():
+    scores = _scores(["a"], [50], [False], name=["Ann"], owner=["Bo"])
+    assert today.prepare(scores, []).passthrough == ["name", "owner"]
+
+
+def test_today_page_escapes_hostile_ids_and_text():
+    scores = _scores(NASTY, [90, 50, 10], [True, False, False], name=NASTY[::-1])
+    page = today.render(today.prepare(scores, []), scores)
+    data_part = page.split('<script id="lead-data" type="application/json">')[1].split("</script>")[0]
+    assert "<" not in data_part and ">" not in data_part and "&" not in data_part
+    assert page.count("<script") == 3  # the lead data, the pass-through data and the page's code
+    assert json.loads(data_part)["id"] == NASTY
+    assert "'=cmd" not in page  # JSON keeps the value as it is; only CSV cells are neutralised

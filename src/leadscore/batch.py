@@ -204,6 +204,60 @@ def unfit_input(scorer: LeadScorer, leads_file: Path, events_file: Path | None) 
     return problems
 
 
+# ----------------------------------------------------------------------------- pass-through columns
+def check_keep_columns(names) -> list[str]:
+    """``--keep`` names, split on commas and de-duplicated in order; raises ``ValueError`` for a name that is
+    empty or is an output column (``points``, ``reasons``, ...: the output would hold two)."""
+    out: list[str] = []
+    for item in names or ():
+        for name in str(item).split(","):
+            name = name.strip()
+            if not name:
+                raise ValueError("--keep: a column name is empty")
+            if name in OUTPUT_TYPES or name in STAMP_TYPES or name in CHANGE_TYPES:
+                raise ValueError(f"--keep {name}: the output already has a column {name!r}; keep another column")
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def export_columns(leads_path, names: list[str], scorer: LeadScorer | None = None, read_options=None) -> pd.DataFrame:
+    """The export's columns ``names`` (name, company, owner, ...) as text, one row per lead id, to pass
+    through to the scores output unchanged (index: the lead id as the contract normalises it; the first row
+    of a duplicated id, as the contract keeps). Names match the export's headers exactly, else ignoring case
+    and punctuation (``Lead Owner`` for ``lead_owner``). With a mapping, ids come from its ``id_column``.
+    Raises :class:`BatchError` naming a column the export does not have, with the ones it has."""
+    from leadscore.contract import _canonical, normalise_ids
+    from leadscore.reader import read_table
+
+    mapping = getattr(scorer, "mapping", None)
+    options = read_options or (getattr(mapping, "read", None) if mapping is not None else None)
+    frame = read_table(Path(leads_path), options).frame
+    by_canon = {}
+    for c in frame.columns:
+        by_canon.setdefault(_canonical(c), c)
+
+    def find(name):
+        return name if name in frame.columns else by_canon.get(_canonical(name))
+
+    missing = [n for n in names if find(n) is None]
+    if missing:
+        raise BatchError(f"--keep: {leads_path} has no column {', '.join(map(repr, missing))}; its columns are "
+                         f"{', '.join(map(str, frame.columns[:30]))}{' …' if len(frame.columns) > 30 else ''}")
+    id_col = mapping.id_column if mapping is not None else "lead_id"
+    if id_col == "@row":  # the mapping's row number (1-based data row)
+        ids = pd.Series(np.arange(1, len(frame) + 1), index=frame.index).astype("string")
+    else:
+        found = find(id_col)
+        if found is None:
+            raise BatchError(f"--keep: {leads_path} has no lead id column {id_col!r}")
+        ids, _ = normalise_ids(frame[found])
+    kept = pd.DataFrame({n: frame[find(n)].astype("string").str.strip().replace("", pd.NA) for n in names})
+    kept.index = ids.to_numpy()
+    kept = kept[kept.index.notna()]
+    return kept[~kept.index.duplicated(keep="first")]
+
+
 # ----------------------------------------------------------------------------- helpers
 def _atomic_writer_path(out: Path) -> Path:
     """An empty temporary file beside ``out`` with the mode ``out`` will have; removed by the next run
@@ -440,11 +494,14 @@ OUTPUT_TYPES = {"lead_id": "str", "probability": "float64", "points": "float64",
 STAMP_TYPES = {"model_name": "str", "model_version": "str", "as_of": "datetime64[us]", "scored_at": "datetime64[us]"}
 
 
-def empty_output(history: bool = False) -> pd.DataFrame:
+CHANGE_TYPES = {"previous_points": "float64", "points_change": "float64", "newly_mql": "bool", "change_reasons": "str"}
+
+
+def empty_output(history: bool = False, keep=()) -> pd.DataFrame:
     """The output of a run that scored no lead: no rows, the columns and types of one that did."""
-    change = {"previous_points": "float64", "points_change": "float64", "newly_mql": "bool",
-              "change_reasons": "str"} if history else {}
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in {**OUTPUT_TYPES, **change, **STAMP_TYPES}.items()})
+    change = CHANGE_TYPES if history else {}
+    kept = {c: "str" for c in keep}
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in {**OUTPUT_TYPES, **change, **kept, **STAMP_TYPES}.items()})
 
 
 def release_memory() -> None:
@@ -486,8 +543,12 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
                 near_mql_points: float = 10.0, history_dir=None, max_reject_share: float = 0.05,
                 feature_params=None, progress=None, workdir=None, engine: str | None = None,
                 memory_limit: str = SCORING_MEMORY_LIMIT, read_options=None, lock_wait: float = 0.0,
-                allow_unfit: bool = False) -> ScoreRun:
+                allow_unfit: bool = False, keep=None) -> ScoreRun:
     """Score every open lead of an export; see the module docstring.
+
+    ``keep``: export columns (name, company, owner, ...) copied as text into the output after the score
+    columns, under their names (see :func:`export_columns`); a CSV output neutralises formula-like cells
+    in them as in every column (:mod:`leadscore.safecsv`). ``ValueError`` for a name that is an output column.
 
     Raises :class:`BatchError` (refused: exit 4), :class:`JobBusy` (another job writes the same output
     or history) and :class:`JobIOError` (the operating system refused a file operation); in every case
@@ -496,6 +557,7 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
         raise ValueError(f"explain must be one of {', '.join(EXPLAIN_MODES)}")
     if explain == "changed" and history_dir is None:
         raise ValueError("--explain changed reuses the last run's reasons: give a history folder")
+    keep = check_keep_columns(keep)
     out_path = Path(out_path)
     history_dir = Path(history_dir) if history_dir is not None else None
     fparams = feature_params or scorer.feature_params
@@ -520,7 +582,7 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
             run = _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_id, as_of_ts,
                                 priority_path, model_name, model_version, chunk_size, explain, near_mql_points,
                                 history_dir, max_reject_share, fparams, progress, workdir, engine, memory_limit,
-                                allow_unfit, read_options)
+                                allow_unfit, read_options, keep)
             run.recovered = recovered
             return run
     except OSError as exc:
@@ -529,7 +591,8 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
 
 def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_id, as_of_ts, priority_path,
                   model_name, model_version, chunk_size, explain, near_mql_points, history_dir, max_reject_share,
-                  fparams, progress, workdir, engine, memory_limit, allow_unfit, read_options=None) -> ScoreRun:
+                  fparams, progress, workdir, engine, memory_limit, allow_unfit, read_options=None,
+                  keep=()) -> ScoreRun:
     """The job, holding the locks of its output, rejects and history."""
     scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     if workdir is None:
@@ -561,6 +624,7 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
         feature_file = pq.ParquetFile(build.features)
         check_schema(scorer, feature_file.schema_arrow.names)
         decided_ids = set(checked.decided["lead_id"])
+        kept = export_columns(leads_path, list(keep), scorer, read_options) if keep else None
 
         # 3. who is not scored, and why
         skipped = not_scored(checked, pd.read_csv(build.exclusions, dtype={"lead_id": str}), leads_path, as_of_ts)
@@ -594,6 +658,10 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
                     history_parts.append(pd.concat([chunk[["lead_id"] + SCORE_COLUMNS].reset_index(drop=True),
                                                     pd.DataFrame(contrib, columns=contrib_cols).astype("float32"),
                                                     pd.DataFrame({"feature_hash": hashes})], axis=1))
+                if kept is not None:
+                    values = kept.reindex(chunk["lead_id"].to_numpy())
+                    for c in keep:
+                        chunk[c] = values[c].astype(object).where(values[c].notna(), None).to_numpy()
                 chunk["model_name"], chunk["model_version"] = model_name, model_version
                 chunk["as_of"], chunk["scored_at"] = as_of_ts, scored_at
                 table = pa.Table.from_pandas(chunk, preserve_index=False)
@@ -611,7 +679,7 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
             if isinstance(writer, pq.ParquetWriter):
                 writer.close()
             elif writer is None:  # nothing to score: still a valid output, with every column
-                empty = empty_output(history=history_dir is not None or previous is not None)
+                empty = empty_output(history=history_dir is not None or previous is not None, keep=keep)
                 empty.to_parquet(sink, index=False) if out_path.suffix.lower() != ".csv" else safecsv.to_csv(empty, sink, index=False)
 
         finally:  # on an interrupt too: close what is open; the partial file is removed below

@@ -254,3 +254,12 @@ def test_today_page_escapes_hostile_ids_and_text():
     assert page.count("<script") == 3  # the lead data, the pass-through data and the page's code
     assert json.loads(data_part)["id"] == NASTY
     assert "'=cmd" not in page  # JSON keeps the value as it is; only CSV cells are neutralised
+
+
+def test_today_reads_reasons_with_quotes_backslashes_and_unicode_as_json_does():
+    odd = 'Industry: "soft\\ware" <b>ü</b>\n\u2028 =1+1'
+    scores = _scores(["a", "b"], [50, 50], [False, False])
+    scores.loc[1, "reasons"] = _reasons(("industry", odd, 3.0), ("seniority", "Seniority: vp", -1.5))
+    data = today.prepare(scores, [])
+    assert [data.sentences[k] for k in data.reasons[1][::2]] == [odd, "Seniority: vp"]
+    assert data.reasons[1][1::2] == [3.0, -1.5]

@@ -97,26 +97,36 @@ def newly_mql(scores: pd.DataFrame, previous: pd.DataFrame | None) -> pd.Series:
     return pd.Series(scores["is_mql"].astype(bool).to_numpy() & ~was, index=scores.index, dtype="boolean")
 
 
-def _parse_reasons(texts: pd.Series, keys: tuple[str, ...]) -> pd.DataFrame:
-    """One row per listed reason: lead (position), feature, sentence, points, in listing order."""
-    rows = []
-    for pos, text in enumerate(texts.fillna("").astype(str).to_numpy()):
-        if not text:
-            continue
-        try:
-            data = json.loads(text)
-        except ValueError:
-            continue
-        items = data if isinstance(data, list) else [x for k in keys for x in data.get(k, [])]
-        for x in items:
-            rows.append((pos, str(x.get("feature", "")), str(x.get("sentence", "")), float(x.get("points", 0.0))))
-    return pd.DataFrame(rows, columns=["lead", "feature", "sentence", "points"])
+_REASON = (r'"feature": "(?P<feature>(?:[^"\\]|\\.)*)", "sentence": "(?P<sentence>(?:[^"\\]|\\.)*)", '
+           r'"points": (?P<points>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)')
+
+
+def _parse_reasons(texts: pd.Series) -> pd.DataFrame:
+    """One row per listed reason: lead (position), feature, sentence, points, in listing order (positive
+    then negative, as the JSON lists them). Vectorised: the JSON ``score`` writes is read by pattern, and
+    only the few strings holding escapes are decoded one by one."""
+    parts = texts.fillna("").astype(str).reset_index(drop=True).str.extractall(_REASON)
+    if parts.empty:
+        return pd.DataFrame({"lead": pd.Series(dtype="int64"), "feature": pd.Series(dtype=object),
+                             "sentence": pd.Series(dtype=object), "points": pd.Series(dtype=float)})
+    out = pd.DataFrame({"lead": parts.index.get_level_values(0).to_numpy(),
+                        "feature": parts["feature"].astype(object).to_numpy(),
+                        "sentence": parts["sentence"].astype(object).to_numpy(),
+                        "points": parts["points"].astype(float).to_numpy()})
+    for c in ("feature", "sentence"):
+        escaped = out[c].str.contains("\\", regex=False).to_numpy(dtype=bool)
+        if escaped.any():
+            out.loc[escaped, c] = [json.loads(f'"{t}"') for t in out.loc[escaped, c]]
+    return out
 
 
 def _packed(parts: pd.DataFrame, codes: np.ndarray, n: int) -> list[list]:
+    """Per lead the flat list [sentence code, points, ...] in listing order."""
     out: list[list] = [[] for _ in range(n)]
-    for lead, code, pts in zip(parts["lead"].to_numpy(), codes, parts["points"].to_numpy()):
-        out[lead] += [int(code), round(float(pts), 1)]
+    leads = parts["lead"].to_numpy()
+    pts = np.round(parts["points"].to_numpy(dtype=float), 1).tolist()
+    for lead, code, p in zip(leads.tolist(), np.asarray(codes).tolist(), pts):
+        out[lead] += (code, p)
     return out
 
 
@@ -164,8 +174,8 @@ def prepare(scores: pd.DataFrame, history: list[tuple[str, pd.DataFrame]] | None
         "cap": np.round(scores["capped_points"].to_numpy(dtype=float), 1),
     })
     passthrough = [c for c in scores.columns if c not in SCORE_OUTPUT_COLUMNS and not str(c).startswith("c_")]
-    reasons = _parse_reasons(scores["reasons"].reset_index(drop=True), ("positive", "negative"))
-    pushed = (_parse_reasons(scores["pushed_over_mql"].reset_index(drop=True), ())
+    reasons = _parse_reasons(scores["reasons"])
+    pushed = (_parse_reasons(scores["pushed_over_mql"])
               if "pushed_over_mql" in scores else reasons.iloc[:0])
     sentences, codes = np.unique(np.concatenate([reasons["sentence"].to_numpy(dtype=object),
                                                  pushed["sentence"].to_numpy(dtype=object)]).astype(str),

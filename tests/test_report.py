@@ -263,3 +263,112 @@ def test_today_reads_reasons_with_quotes_backslashes_and_unicode_as_json_does():
     data = today.prepare(scores, [])
     assert [data.sentences[k] for k in data.reasons[1][::2]] == [odd, "Seniority: vp"]
     assert data.reasons[1][1::2] == [3.0, -1.5]
+
+
+@pytest.fixture(scope="module")
+def today_run(trained, tmp_path_factory):
+    """Two weekly `leadscore score --history --keep name,company,owner` runs on a small export whose names
+    hold HTML and a spreadsheet formula, and today's page for the second one."""
+    import joblib
+
+    from leadscore.batch import score_leads
+
+    tmp = tmp_path_factory.mktemp("today")
+    src = trained["tmp"] / "raw"
+    leads = pd.read_parquet(src / "leads.parquet")
+    as_of = leads["created_at"].quantile(0.85).floor("D")
+    leads = leads[leads["created_at"] < as_of - pd.Timedelta(days=30)].tail(250).reset_index(drop=True)
+    leads["name"] = "Person " + leads.index.astype(str)
+    leads.loc[:2, "name"] = NASTY
+    leads["company"] = np.where(leads.index % 2 == 0, "Acme", "Globex")
+    leads["owner"] = np.where(leads.index % 3 == 0, "ana", "ben")
+    leads.to_parquet(tmp / "leads.parquet", index=False)
+    events = pd.read_parquet(src / "events.parquet")
+    events[events["lead_id"].isin(leads["lead_id"])].to_parquet(tmp / "events.parquet", index=False)
+    scorer = joblib.load(trained["tmp"] / "models" / "scorer.joblib")
+    runs = []
+    for k, when in enumerate((as_of - pd.Timedelta(days=7), as_of)):
+        runs.append(score_leads(scorer, tmp / "leads.parquet", tmp / "events.parquet", tmp / f"scores{k}.parquet",
+                                as_of=when.isoformat(), history_dir=tmp / "history", keep=["name", "company", "owner"],
+                                model_name="leadscore", model_version="3", max_reject_share=1.0))
+    page = tmp / "today.html"
+    data = today.build(runs[-1].output, page, tmp / "history", trained["tmp"] / "outputs" / "report.html",
+                       trained["tmp"] / "reports" / "metrics.json")
+    return {"tmp": tmp, "page": page, "data": data, "scores": pd.read_parquet(runs[-1].output), "runs": runs,
+            "leads": leads, "scorer": scorer}
+
+
+def test_score_keep_passes_export_columns_through_and_csv_neutralises_formulas(today_run, tmp_path):
+    from leadscore.batch import score_leads
+
+    scores = today_run["scores"]
+    named = scores.set_index("lead_id")["name"]
+    leads = today_run["leads"].set_index("lead_id")
+    assert (named == leads.loc[named.index, "name"]).all()
+    run = score_leads(today_run["scorer"], today_run["tmp"] / "leads.parquet", today_run["tmp"] / "events.parquet",
+                      tmp_path / "s.csv", as_of=str(today_run["runs"][-1].as_of), keep=["Name"], max_reject_share=1.0)
+    text = (tmp_path / "s.csv").read_text()
+    assert "'=cmd|' /C calc'!A0" in text and ",=cmd" not in text
+    assert run.scored == len(scores)
+
+
+def test_today_data_from_a_real_run_agrees_with_the_scoring_job(today_run):
+    data, scores = today_run["data"], today_run["scores"]
+    assert data.passthrough == ["name", "company", "owner"]
+    assert data.leads["newly_mql"].tolist() == scores["newly_mql"].tolist()
+    assert len(data.trend_dates) == 2 and np.isfinite(data.trend).all()
+    assert (data.trend[:, 0] == np.round(scores["previous_points"], 1)).all()
+    for i in range(len(scores)):
+        total = data.leads["base"][i] + sum(data.reasons[i][1::2]) + data.leads["other"][i] + data.leads["cap"][i]
+        assert total == pytest.approx(scores["points"][i], abs=0.05 * (len(data.reasons[i]) // 2 + 3))
+
+
+def test_today_page_lists_filters_searches_and_shows_a_waterfall(today_run, browser):
+    data, scores = today_run["data"], today_run["scores"]
+    pg, errors = _open(browser, today_run["page"])
+    pg.wait_for_selector("body[data-ready='1']")
+    assert errors == [] and pg.evaluate("window.pwned") is None
+    assert pg.evaluate("D.id.length") == len(scores)
+    assert pg.locator("#viewport .row").count() > 5
+    assert pg.inner_text("#count").startswith(f"{len(scores):,} of")
+    assert "leadscore version 3" in pg.inner_text(".sub")
+    assert pg.get_attribute("#training-link", "href").endswith("report.html")
+    # filter by band: every row drawn is of that band, and the count is the band's
+    band = scores["band"].value_counts().index[0]
+    pg.select_option("#band", band)
+    n_band = int((scores["band"] == band).sum())
+    assert pg.inner_text("#count").startswith(f"{n_band:,} of")
+    col = pg.evaluate("COLS.findIndex(c => c.key === 'band')")
+    bands = pg.eval_on_selector_all("#viewport .row", f"rows => rows.map(r => r.children[{col}].textContent)")
+    assert bands and set(bands) == {band}
+    pg.select_option("#band", "")
+    # search by a pass-through text (a hostile name, shown as text) and open its waterfall
+    pg.fill("#q", "<!--<script>")
+    assert pg.inner_text("#count").startswith("1 of")
+    pg.locator("#viewport .row").first.click()
+    lead = scores.set_index("name").loc["<!--<script>"]
+    assert pg.inner_text("#detail-id") == lead["lead_id"]
+    steps = [float(x) for x in pg.eval_on_selector_all("#waterfall .step", "els => els.map(e => e.dataset.points)")]
+    assert float(pg.inner_text("#detail-points")) == pytest.approx(lead["points"], abs=0.05)
+    assert sum(steps) == pytest.approx(lead["points"], abs=0.05 * (len(steps) + 1))
+    assert pg.locator("#trend circle").count() == 2
+    # newly-MQL filter and search by reason text
+    pg.fill("#q", "")
+    pg.select_option("#mql", "new")
+    assert pg.inner_text("#count").startswith(f"{int(scores['newly_mql'].sum()):,} of")
+    pg.select_option("#mql", "")
+    word = data.sentences[data.reasons[0][0]]
+    pg.fill("#q", word.lower())
+    assert 1 <= int(pg.inner_text("#count").split(" of")[0].replace(",", "")) <= len(scores)
+    assert pg.locator("#analysts summary").inner_text() == "For analysts"
+    assert "ROC AUC" in pg.inner_text("#analysts")
+    assert errors == []
+    pg.close()
+
+
+def test_today_reads_reasons_json_in_another_layout_lead_by_lead():
+    scores = _scores(["a"], [50], [False])
+    scores.loc[0, "reasons"] = json.dumps({"negative": [{"points": -1.5, "sentence": "Seniority: vp", "feature": "s"}],
+                                           "positive": [{"sentence": "Pricing page: \"x\"", "points": 3.0}]}, indent=1)
+    data = today.prepare(scores, [])
+    assert [data.sentences[k] for k in data.reasons[0][::2]] == ['Pricing page: "x"', "Seniority: vp"]

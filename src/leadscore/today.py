@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,27 +98,47 @@ def newly_mql(scores: pd.DataFrame, previous: pd.DataFrame | None) -> pd.Series:
     return pd.Series(scores["is_mql"].astype(bool).to_numpy() & ~was, index=scores.index, dtype="boolean")
 
 
-_REASON = (r'"feature": "(?P<feature>(?:[^"\\]|\\.)*)", "sentence": "(?P<sentence>(?:[^"\\]|\\.)*)", '
-           r'"points": (?P<points>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)')
+_STR = r'([^"\\]*(?:\\.[^"\\]*)*)'  # a JSON string's content (the unrolled loop: no backtracking)
+_REASON = '"feature": "' + _STR + '", "sentence": "' + _STR + r'", "points": (-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)'
+
+
+_REASON_RE = re.compile(_REASON)
+_REASON_KEY = '"sentence": "'  # inside a JSON string a quote is escaped: this text only starts a reason
 
 
 def _parse_reasons(texts: pd.Series) -> pd.DataFrame:
     """One row per listed reason: lead (position), feature, sentence, points, in listing order (positive
-    then negative, as the JSON lists them). Vectorised: the JSON ``score`` writes is read by pattern, and
-    only the few strings holding escapes are decoded one by one."""
-    parts = texts.fillna("").astype(str).reset_index(drop=True).str.extractall(_REASON)
-    if parts.empty:
-        return pd.DataFrame({"lead": pd.Series(dtype="int64"), "feature": pd.Series(dtype=object),
-                             "sentence": pd.Series(dtype=object), "points": pd.Series(dtype=float)})
-    out = pd.DataFrame({"lead": parts.index.get_level_values(0).to_numpy(),
-                        "feature": parts["feature"].astype(object).to_numpy(),
-                        "sentence": parts["sentence"].astype(object).to_numpy(),
-                        "points": parts["points"].astype(float).to_numpy()})
+    then negative, as the JSON lists them). Vectorised: the JSON ``score`` writes is read by one pattern
+    over all leads at once, and only the few strings holding escapes are decoded one by one; JSON in
+    another layout is read with ``json.loads`` lead by lead."""
+    texts = texts.fillna("").astype(str).reset_index(drop=True)
+    counts = texts.str.count(re.escape(_REASON_KEY)).to_numpy()
+    found = _REASON_RE.findall("\n".join(texts.tolist()))
+    if len(found) == counts.sum():
+        feature, sentence, points = zip(*found) if found else ((), (), ())
+        out = pd.DataFrame({"lead": np.repeat(np.arange(len(texts)), counts),
+                            "feature": np.array(feature, dtype=object), "sentence": np.array(sentence, dtype=object),
+                            "points": np.array(points, dtype=float)})
+    else:
+        out = _parse_reasons_json(texts)
     for c in ("feature", "sentence"):
         escaped = out[c].str.contains("\\", regex=False).to_numpy(dtype=bool)
         if escaped.any():
             out.loc[escaped, c] = [json.loads(f'"{t}"') for t in out.loc[escaped, c]]
     return out
+
+
+def _parse_reasons_json(texts: pd.Series) -> pd.DataFrame:
+    rows = []
+    for pos, text in enumerate(texts.to_numpy()):
+        try:
+            data = json.loads(text) if text else []
+        except ValueError:
+            continue
+        items = data if isinstance(data, list) else [x for k in ("positive", "negative") for x in data.get(k, [])]
+        rows += [(pos, json.dumps(str(x.get("feature", "")))[1:-1], json.dumps(str(x.get("sentence", "")))[1:-1],
+                  float(x.get("points", 0.0))) for x in items]
+    return pd.DataFrame(rows, columns=["lead", "feature", "sentence", "points"]).astype({"lead": "int64"})
 
 
 def _packed(parts: pd.DataFrame, codes: np.ndarray, n: int) -> list[list]:
@@ -135,13 +156,14 @@ def drivers(parts: pd.DataFrame) -> pd.DataFrame:
     "Pricing page") with how many leads list it and its mean points there, most listed first."""
     if parts.empty:
         return pd.DataFrame(columns=["label", "leads", "mean_points"])
-    label = parts["sentence"].str.split(":", n=1).str[0].str.strip()
-    plain = parts["feature"].str.replace("_", " ").str.capitalize()
-    # A sentence without "label:" ("Based in Germany") is named by its group.
-    label = label.where(parts["sentence"].str.contains(":", regex=False), plain)
-    table = (parts.assign(label=label).groupby("feature")
-             .agg(label=("label", lambda s: s.value_counts().index[0]), leads=("lead", "nunique"),
-                  mean_points=("points", "mean")).reset_index(drop=True))
+    table = (parts.groupby("feature")
+             .agg(sentence=("sentence", lambda s: s.value_counts().index[0]), leads=("lead", "nunique"),
+                  mean_points=("points", "mean")).reset_index())
+    # Named by the label before ":" of its most frequent sentence; "Based in Germany" by its group.
+    label = table["sentence"].str.split(":", n=1).str[0].str.strip()
+    plain = table["feature"].str.replace("_", " ").str.capitalize()
+    table["label"] = label.where(table["sentence"].str.contains(":", regex=False), plain)
+    table = table[["label", "leads", "mean_points"]]
     return table.sort_values(["leads", "label"], ascending=[False, True]).reset_index(drop=True)
 
 
@@ -177,9 +199,8 @@ def prepare(scores: pd.DataFrame, history: list[tuple[str, pd.DataFrame]] | None
     reasons = _parse_reasons(scores["reasons"])
     pushed = (_parse_reasons(scores["pushed_over_mql"])
               if "pushed_over_mql" in scores else reasons.iloc[:0])
-    sentences, codes = np.unique(np.concatenate([reasons["sentence"].to_numpy(dtype=object),
-                                                 pushed["sentence"].to_numpy(dtype=object)]).astype(str),
-                                 return_inverse=True)
+    codes, sentences = pd.factorize(np.concatenate([reasons["sentence"].to_numpy(dtype=object),
+                                                    pushed["sentence"].to_numpy(dtype=object)]))
     trend = np.full((n, len(history) + 1), np.nan)
     ids = leads["id"].to_numpy()
     for j, (_, rows) in enumerate(history):
@@ -240,12 +261,14 @@ def payload(data: TodayData) -> str:
 
     def col(values, digits=None):
         arr = np.asarray(values, dtype=float)
-        if digits is not None:
-            arr = np.round(arr, digits)
-        return [None if not np.isfinite(v) else float(v) for v in arr]
+        out = (np.round(arr, digits) if digits is not None else arr).astype(object)
+        out[~np.isfinite(arr)] = None
+        return out.tolist()
 
     new = leads["newly_mql"]
-    trend = [[None if not np.isfinite(v) else round(float(v), 1) for v in row] for row in data.trend]
+    trend = np.round(data.trend, 1).astype(object)
+    trend[~np.isfinite(data.trend)] = None
+    trend = trend.tolist()
     doc = {
         "meta": data.meta, "columns": data.passthrough, "sentences": data.sentences,
         "id": leads["id"].tolist(), "points": col(leads["points"], 1), "band": leads["band"].tolist(),
@@ -271,7 +294,10 @@ def _plain(value):
 
 def passthrough_payload(scores: pd.DataFrame, columns: list[str]) -> str:
     """The pass-through columns as JSON ``{column: [text or null, ...]}``."""
-    doc = {c: [None if pd.isna(v) else str(v) for v in scores[c].to_numpy(dtype=object)] for c in columns}
+    doc = {}
+    for c in columns:
+        values = scores[c].astype("string")
+        doc[c] = values.astype(object).where(values.notna(), None).tolist()
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 

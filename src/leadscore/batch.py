@@ -127,7 +127,14 @@ def load_scorer(model: str, trust_file: bool = False) -> tuple[LeadScorer, str, 
 
     A pickle runs code when loaded: a local ``.joblib`` is loaded only when its sha256 equals the one the
     registry recorded for a version when it was registered (name and version are then that version's),
-    or when ``trust_file`` (``--trust-model``) says the caller made it."""
+    or when ``trust_file`` (``--trust-model``) says the caller made it.
+
+    A registered version (``models:/``) is loaded by its scorer file alone (:func:`_registered_scorer`:
+    one file downloaded and checked against the sha256 recorded at registration) rather than through
+    MLflow's pyfunc loader, which re-imports the package copy logged beside the model and checks the
+    environment (seconds in a fresh process); a version without that checksum is loaded by the pyfunc.
+    With a SQLite registry the resolution is cached (:mod:`leadscore.modelcache`): while the registry's
+    database is unchanged, a fresh process loads the cached, checksum-verified scorer without MLflow."""
     if model.endswith(".joblib"):
         import joblib
 
@@ -135,23 +142,58 @@ def load_scorer(model: str, trust_file: bool = False) -> tuple[LeadScorer, str, 
             return joblib.load(model), Path(model).stem, "local"
         name, version, _ = registered_version_of(model)
         return joblib.load(model), name, version
-    import mlflow
-
+    from leadscore import modelcache
     from leadscore.tracking import tracking_uri
 
-    mlflow.set_tracking_uri(tracking_uri())
-    loaded = mlflow.pyfunc.load_model(model)
-    scorer = loaded.unwrap_python_model().scorer
-    name, version = model, ""
+    uri = tracking_uri()
+    stamp = modelcache.registry_stamp(uri) if model.startswith("models:/") else None
+    if stamp is not None and (hit := modelcache.lookup(uri, model)) is not None:
+        return hit
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
     if model.startswith("models:/"):
         ref = model[len("models:/"):]
         client = mlflow.MlflowClient()
         if "@" in ref:
             name, alias = ref.split("@", 1)
-            version = client.get_model_version_by_alias(name, alias).version
+            mv = client.get_model_version_by_alias(name, alias)
         else:
-            name, version = ref.rsplit("/", 1)
-    return scorer, name, str(version)
+            name, number = ref.rsplit("/", 1)
+            mv = client.get_model_version(name, number)
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="leadscore-model-") as tmp:
+            found = _registered_scorer(client, mv, Path(tmp))
+            if found is not None:
+                scorer, path, digest = found
+                modelcache.store(uri, model, stamp, name, str(mv.version), digest, path)
+                return scorer, name, str(mv.version)
+        return mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}").unwrap_python_model().scorer, name, str(mv.version)
+    loaded = mlflow.pyfunc.load_model(model)
+    return loaded.unwrap_python_model().scorer, model, ""
+
+
+def _registered_scorer(client, mv, tmp: Path) -> tuple[LeadScorer, Path, str] | None:
+    """The registered version's ``scorer.joblib`` (the pyfunc's one artifact), downloaded alone into
+    ``tmp`` and unpickled only when its sha256 is the one recorded on the version at registration (tag
+    ``scorer_sha256``): (scorer, the downloaded file, sha256). None when the version has
+    no such tag or no such file (older registrations)."""
+    import joblib
+    import mlflow
+
+    digest = (mv.tags or {}).get(SCORER_SHA256_TAG)
+    if not digest:
+        return None
+    source = client.get_model_version_download_uri(mv.name, mv.version).rstrip("/")
+    try:
+        path = mlflow.artifacts.download_artifacts(artifact_uri=f"{source}/artifacts/scorer.joblib", dst_path=str(tmp))
+    except Exception:  # noqa: BLE001 - another layout (no such file): the pyfunc loader decides
+        return None
+    if file_sha256(path) != digest:
+        raise UntrustedModel(f"models:/{mv.name}/{mv.version}: its scorer file does not have the sha256 recorded "
+                             f"when it was registered ({digest[:12]}…): refusing to load it")
+    return joblib.load(path), Path(path), digest
 
 
 def check_schema(scorer: LeadScorer, columns) -> None:

@@ -347,6 +347,11 @@ def score(
         except BatchError as exc:
             console.print(f"[red]scoring refused[/red]\n{exc}", highlight=False)
             raise typer.Exit(EXIT_BATCH) from exc
+        # A one-shot process: the libraries and the model loaded so far live until it exits, so the garbage
+        # collections between chunks (batch.release_memory) need not scan them (1.4 s each at load 9, measured).
+        import gc
+
+        gc.freeze()
         try:
             if engine == "spark":
                 run = _score_on_spark(scorer, name, version, leads, events, out, as_of, priority_accounts,

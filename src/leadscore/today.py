@@ -237,21 +237,18 @@ def analyst_figures(points: np.ndarray, previous: pd.DataFrame | None, metrics: 
                     "explain": "How much the spread of scores moved since the last run: below 0.1 is stable, "
                                "above 0.25 a major shift worth a look."})
     m = metrics or {}
-    auc = (m.get("model") or {}).get("roc_auc") if isinstance(m.get("model"), dict) else m.get("roc_auc")
-    if auc is not None:
-        out.append({"name": "ROC AUC on the test quarter", "value": f"{float(auc):.3f}",
-                    "explain": "How often a lead that was won scored above one that was lost (0.5 is a coin toss, "
-                               "1 is perfect)."})
-    for key, name, explain in (
-            ("brier", "Brier score", "Mean squared gap between the predicted chance and what happened; lower is better."),
-            ("ece", "Calibration error (ECE)", "How far the predicted chances of a win are from the observed win "
-                                               "rates, on average; 0.02 means two percentage points."),
-            ("score_psi", "Score PSI, training against the test quarter", "How much the spread of scores moved "
-                                                                           "between training and the test quarter.")):
-        v = (m.get("model") or {}).get(key) if isinstance(m.get("model"), dict) else None
-        v = m.get(key, v)
-        if v is not None and not isinstance(v, (dict, list)):
-            out.append({"name": name, "value": f"{float(v):.3f}", "explain": explain})
+    model, drift = m.get("model") or {}, m.get("drift") or {}
+    for value, name, explain in (
+            (model.get("roc_auc"), "ROC AUC on the test quarter",
+             "How often a lead that was won scored above one that was lost (0.5 is a coin toss, 1 is perfect)."),
+            (model.get("brier"), "Brier score", "Mean squared gap between the predicted chance and what happened; "
+                                                "lower is better."),
+            (model.get("ece"), "Calibration error (ECE)", "How far the predicted chances of a win are from the "
+                                                          "observed win rates, on average; 0.02 is two percentage points."),
+            (drift.get("score_psi"), "Score PSI, training against the test quarter",
+             "How much the spread of scores moved between training and the test quarter (above 0.25: a major shift).")):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out.append({"name": name, "value": f"{float(value):.3f}", "explain": explain})
     return out
 
 

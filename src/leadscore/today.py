@@ -58,10 +58,14 @@ def read_scores(path) -> pd.DataFrame:
     """A ``leadscore score`` output (Parquet, or CSV: formula-neutralised cells keep their leading ``'``).
     Raises :class:`ReportError` naming the missing columns."""
     path = Path(path)
-    if path.suffix.lower() == ".csv":
-        frame = pd.read_csv(path, dtype={"lead_id": str}, keep_default_na=False, na_values=[""])
-    else:
-        frame = pd.read_parquet(path)
+    try:
+        if path.suffix.lower() == ".csv":
+            frame = pd.read_csv(path, dtype={"lead_id": str}, keep_default_na=False, na_values=[""])
+        else:
+            frame = pd.read_parquet(path)
+    except (ValueError, OSError, ImportError) as exc:  # pyarrow's errors are ValueError / OSError subclasses
+        raise ReportError(f"{path} is not a `leadscore score` output (.parquet or .csv): "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     need = ["lead_id", "points", "band", "is_mql", "reasons", "base_points", "other_points", "capped_points"]
     missing = [c for c in need if c not in frame.columns]
     if missing:

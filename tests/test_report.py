@@ -374,3 +374,10 @@ def test_today_reads_reasons_json_in_another_layout_lead_by_lead():
                                            "positive": [{"sentence": "Pricing page: \"x\"", "points": 3.0}]}, indent=1)
     data = today.prepare(scores, [])
     assert [data.sentences[k] for k in data.reasons[0][::2]] == ['Pricing page: "x"', "Seniority: vp"]
+
+
+def test_today_page_escapes_the_model_name_and_fills_each_slot_once():
+    scores = _scores(["a"], [50], [False]).assign(model_name="<b>%DATA%</b>", model_version="%PASS%")
+    page = today.render(today.prepare(scores, []), scores)
+    assert "&lt;b&gt;%DATA%&lt;/b&gt; version %PASS%" in page
+    assert page.count('<script id="lead-data"') == 1

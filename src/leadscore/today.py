@@ -305,18 +305,19 @@ def passthrough_payload(scores: pd.DataFrame, columns: list[str]) -> str:
 def render(data: TodayData, scores: pd.DataFrame, training_report: str | None = None) -> str:
     """The HTML page. ``training_report``: a link (relative to the page) to the training report."""
     m = data.meta
-    model = f"{m['model_name']} version {m['model_version']}" if m["model_name"] else "model not recorded"
-    link = (f' · <a id="training-link" href="{html.escape(training_report, quote=True)}">training report of the '
+    e = html.escape
+    model = f"{e(m['model_name'])} version {e(m['model_version'])}" if m["model_name"] else "model not recorded"
+    link = (f' · <a id="training-link" href="{e(training_report, quote=True)}">training report of the '
             f'model</a>' if training_report else "")
-    subtitle = (f"{m['leads']:,} leads scored as of {m['as_of'] or 'an unrecorded date'} by {model}{link}. "
-                + (f"Compared with the run as of {m['previous_as_of']}." if m["previous_as_of"] else
+    subtitle = (f"{m['leads']:,} leads scored as of {e(m['as_of']) or 'an unrecorded date'} by {model}{link}. "
+                + (f"Compared with the run as of {e(str(m['previous_as_of']))}." if m["previous_as_of"] else
                    "No earlier run in the history: newly-MQL and trends start with the next run."))
-    analyst = "".join(f"<li><b>{html.escape(a['name'])}: {html.escape(a['value'])}</b>. {html.escape(a['explain'])}</li>"
+    analyst = "".join(f"<li><b>{e(a['name'])}: {e(a['value'])}</b>. {e(a['explain'])}</li>"
                       for a in m["analyst"]) or "<li>No analyst figures for this run (give --history and --metrics).</li>"
-    return (PAGE.replace("%SUBTITLE%", subtitle)
-            .replace("%ANALYST%", analyst)
-            .replace("%DATA%", script_json(payload(data)))
-            .replace("%PASS%", script_json(passthrough_payload(scores, data.passthrough))))
+    parts = {"SUBTITLE": subtitle, "ANALYST": analyst, "DATA": script_json(payload(data)),
+             "PASS": script_json(passthrough_payload(scores, data.passthrough))}
+    # One pass: text put in one slot is never searched for the next slot's marker.
+    return re.sub(r"%(SUBTITLE|ANALYST|DATA|PASS)%", lambda mt: parts[mt.group(1)], PAGE)
 
 
 def build(scores_path, out_path, history_dir=None, training_report=None, metrics_path=None) -> TodayData:

@@ -274,19 +274,25 @@ def export_columns(leads_path, names: list[str], scorer: LeadScorer | None = Non
 
     mapping = getattr(scorer, "mapping", None)
     options = read_options or (getattr(mapping, "read", None) if mapping is not None else None)
-    frame = read_table(Path(leads_path), options).frame
+    path = Path(leads_path)
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    frame = None if parquet else read_table(path, options).frame  # CSV: the reader reads the table whole
+    columns = pq.read_schema(path).names if parquet else frame.columns.tolist()
     by_canon = {}
-    for c in frame.columns:
+    for c in columns:
         by_canon.setdefault(_canonical(c), c)
 
     def find(name):
-        return name if name in frame.columns else by_canon.get(_canonical(name))
+        return name if name in columns else by_canon.get(_canonical(name))
 
     missing = [n for n in names if find(n) is None]
     if missing:
         raise BatchError(f"--keep: {leads_path} has no column {', '.join(map(repr, missing))}; its columns are "
-                         f"{', '.join(map(str, frame.columns[:30]))}{' …' if len(frame.columns) > 30 else ''}")
+                         f"{', '.join(map(str, columns[:30]))}{' …' if len(columns) > 30 else ''}")
     id_col = mapping.id_column if mapping is not None else "lead_id"
+    wanted = list(dict.fromkeys([find(n) for n in names] + ([find(id_col)] if find(id_col) else [])))
+    if parquet:  # only the kept columns and the id
+        frame = pd.read_parquet(path, columns=wanted)
     if id_col == "@row":  # the mapping's row number (1-based data row)
         ids = pd.Series(np.arange(1, len(frame) + 1), index=frame.index).astype("string")
     else:

@@ -33,3 +33,13 @@ def trained(tmp_path_factory):
     result = run_train(params, tmp / "features", tmp / "models", tmp / "reports", tmp / "outputs")
     yield {"tmp": tmp, "params": params, "result": result}
     mp.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_model_cache(tmp_path_factory):
+    """Registered scorers the tests resolve are cached in the session's folder, not the user's
+    (leadscore.modelcache); subprocesses inherit it."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LEADSCORE_MODEL_CACHE", str(tmp_path_factory.mktemp("model-cache")))
+    yield
+    mp.undo()

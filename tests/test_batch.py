@@ -215,3 +215,17 @@ def test_custom_columns_the_model_does_not_use_are_not_carried(job, tmp_path):
     extra = score_leads(job["scorer"], tmp_path / "leads.parquet", job["events"], tmp_path / "b.parquet", as_of=AS_OF)
     a, b = pd.read_parquet(plain.output), pd.read_parquet(extra.output)
     pd.testing.assert_frame_equal(a.drop(columns="scored_at"), b.drop(columns="scored_at"))
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_kept_export_columns_match_ids_as_the_contract_does_and_names_loosely(tmp_path, suffix):
+    from leadscore.batch import export_columns
+
+    export = pd.DataFrame({"lead_id": ["1", "2.0", "2", " 3 "], "Lead Owner": ["ana", "=x", "dup", ""],
+                           "Company": ["A", "B", "C", "D"]})
+    path = tmp_path / f"leads{suffix}"
+    export.to_parquet(path, index=False) if suffix == ".parquet" else export.to_csv(path, index=False)
+    kept = export_columns(path, ["lead_owner", "Company"])
+    assert kept.to_dict() == {"lead_owner": {"1": "ana", "2": "=x", "3": None}, "Company": {"1": "A", "2": "B", "3": "D"}}
+    with pytest.raises(BatchError, match="no column 'title'.*Lead Owner"):
+        export_columns(path, ["title"])

@@ -140,3 +140,23 @@ def test_dvc_repro_on_a_fresh_clone_then_nothing_to_do(tmp_path):
 
     walk(shown)
     assert len(aucs) >= 2, shown  # the committed run and the experiment, both with numbers
+
+
+def test_report_writes_todays_page_and_refuses_a_file_that_is_not_a_scores_output(tmp_path):
+    reasons = json.dumps({"positive": [{"feature": "demo", "sentence": "Demo request: 1 in the last 90 days",
+                                        "points": 9.0}], "negative": []})
+    pd.DataFrame({"lead_id": ["L1", "L2"], "probability": [0.2, 0.01], "points": [70.0, 20.0], "band": ["A", "D"],
+                  "matrix_cell": ["A1", "C3"], "is_mql": [True, False], "reasons": [reasons, reasons],
+                  "pushed_over_mql": ["[]", "[]"], "base_points": [50.0, 50.0], "other_points": [11.0, -39.0],
+                  "capped_points": [0.0, 0.0], "owner": ["ana", "=cmd|' /C calc'!A0"], "model_name": "leadscore",
+                  "model_version": "4", "as_of": pd.Timestamp("2026-06-01"), "scored_at": pd.Timestamp("2026-06-01")}
+                 ).to_parquet(tmp_path / "scores.parquet", index=False)
+    r = runner.invoke(app, ["report", "--scores", str(tmp_path / "scores.parquet")])
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "scores.html").read_text()
+    assert "leadscore version 4" in page and "For analysts" in page and '"owner"' in page
+    (tmp_path / "other.parquet").write_bytes(b"not parquet")
+    r = runner.invoke(app, ["report", "--scores", str(tmp_path / "other.parquet"), "--out", str(tmp_path / "o.html")])
+    assert r.exit_code == 2 and "not a `leadscore score` output" in r.output and not (tmp_path / "o.html").exists()
+    r = runner.invoke(app, ["report", "--scores", str(tmp_path / "scores.parquet"), "--out", str(tmp_path / "o.txt")])
+    assert r.exit_code == 2

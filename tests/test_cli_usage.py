@@ -114,3 +114,9 @@ def test_an_iso_as_of_with_an_offset_after_a_space_scores_the_case(case, trained
     out = pd.read_csv(case["out"])
     assert set(out["lead_id"]) == set(pd.read_csv(case["leads"])["lead_id"])  # all open, all created before
     assert (pd.to_datetime(out["as_of"]) == pd.Timestamp("2026-10-01 00:00:00")).all()
+
+
+def test_keeping_an_output_column_or_an_empty_name_is_a_message(case):
+    _refused(_score(case, "--as-of", "2026-10-01", "--keep", "name,points"), "--keep points", "already has")
+    _refused(_score(case, "--as-of", "2026-10-01", "--keep", "name,,owner"), "--keep", "empty")
+    assert case["out"].read_bytes() == PREVIOUS

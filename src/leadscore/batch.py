@@ -127,7 +127,14 @@ def load_scorer(model: str, trust_file: bool = False) -> tuple[LeadScorer, str, 
 
     A pickle runs code when loaded: a local ``.joblib`` is loaded only when its sha256 equals the one the
     registry recorded for a version when it was registered (name and version are then that version's),
-    or when ``trust_file`` (``--trust-model``) says the caller made it."""
+    or when ``trust_file`` (``--trust-model``) says the caller made it.
+
+    A registered version (``models:/``) is loaded by its scorer file alone (:func:`_registered_scorer`:
+    one file downloaded and checked against the sha256 recorded at registration) rather than through
+    MLflow's pyfunc loader, which re-imports the package copy logged beside the model and checks the
+    environment (seconds in a fresh process); a version without that checksum is loaded by the pyfunc.
+    With a SQLite registry the resolution is cached (:mod:`leadscore.modelcache`): while the registry's
+    database is unchanged, a fresh process loads the cached, checksum-verified scorer without MLflow."""
     if model.endswith(".joblib"):
         import joblib
 
@@ -135,23 +142,58 @@ def load_scorer(model: str, trust_file: bool = False) -> tuple[LeadScorer, str, 
             return joblib.load(model), Path(model).stem, "local"
         name, version, _ = registered_version_of(model)
         return joblib.load(model), name, version
-    import mlflow
-
+    from leadscore import modelcache
     from leadscore.tracking import tracking_uri
 
-    mlflow.set_tracking_uri(tracking_uri())
-    loaded = mlflow.pyfunc.load_model(model)
-    scorer = loaded.unwrap_python_model().scorer
-    name, version = model, ""
+    uri = tracking_uri()
+    stamp = modelcache.registry_stamp(uri) if model.startswith("models:/") else None
+    if stamp is not None and (hit := modelcache.lookup(uri, model)) is not None:
+        return hit
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
     if model.startswith("models:/"):
         ref = model[len("models:/"):]
         client = mlflow.MlflowClient()
         if "@" in ref:
             name, alias = ref.split("@", 1)
-            version = client.get_model_version_by_alias(name, alias).version
+            mv = client.get_model_version_by_alias(name, alias)
         else:
-            name, version = ref.rsplit("/", 1)
-    return scorer, name, str(version)
+            name, number = ref.rsplit("/", 1)
+            mv = client.get_model_version(name, number)
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="leadscore-model-") as tmp:
+            found = _registered_scorer(client, mv, Path(tmp))
+            if found is not None:
+                scorer, path, digest = found
+                modelcache.store(uri, model, stamp, name, str(mv.version), digest, path)
+                return scorer, name, str(mv.version)
+        return mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}").unwrap_python_model().scorer, name, str(mv.version)
+    loaded = mlflow.pyfunc.load_model(model)
+    return loaded.unwrap_python_model().scorer, model, ""
+
+
+def _registered_scorer(client, mv, tmp: Path) -> tuple[LeadScorer, Path, str] | None:
+    """The registered version's ``scorer.joblib`` (the pyfunc's one artifact), downloaded alone into
+    ``tmp`` and unpickled only when its sha256 is the one recorded on the version at registration (tag
+    ``scorer_sha256``): (scorer, the downloaded file, sha256). None when the version has
+    no such tag or no such file (older registrations)."""
+    import joblib
+    import mlflow
+
+    digest = (mv.tags or {}).get(SCORER_SHA256_TAG)
+    if not digest:
+        return None
+    source = client.get_model_version_download_uri(mv.name, mv.version).rstrip("/")
+    try:
+        path = mlflow.artifacts.download_artifacts(artifact_uri=f"{source}/artifacts/scorer.joblib", dst_path=str(tmp))
+    except Exception:  # noqa: BLE001 - another layout (no such file): the pyfunc loader decides
+        return None
+    if file_sha256(path) != digest:
+        raise UntrustedModel(f"models:/{mv.name}/{mv.version}: its scorer file does not have the sha256 recorded "
+                             f"when it was registered ({digest[:12]}…): refusing to load it")
+    return joblib.load(path), Path(path), digest
 
 
 def check_schema(scorer: LeadScorer, columns) -> None:
@@ -202,6 +244,66 @@ def unfit_input(scorer: LeadScorer, leads_file: Path, events_file: Path | None) 
                         f"signal (more than {BEHAVIOR_SIGNAL_LIMIT:.0%}): every lead would be scored as if it had "
                         f"never engaged")
     return problems
+
+
+# ----------------------------------------------------------------------------- pass-through columns
+def check_keep_columns(names) -> list[str]:
+    """``--keep`` names, split on commas and de-duplicated in order; raises ``ValueError`` for a name that is
+    empty or is an output column (``points``, ``reasons``, ...: the output would hold two)."""
+    out: list[str] = []
+    for item in names or ():
+        for name in str(item).split(","):
+            name = name.strip()
+            if not name:
+                raise ValueError("--keep: a column name is empty")
+            if name in OUTPUT_TYPES or name in STAMP_TYPES or name in CHANGE_TYPES:
+                raise ValueError(f"--keep {name}: the output already has a column {name!r}; keep another column")
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def export_columns(leads_path, names: list[str], scorer: LeadScorer | None = None, read_options=None) -> pd.DataFrame:
+    """The export's columns ``names`` (name, company, owner, ...) as text, one row per lead id, to pass
+    through to the scores output unchanged (index: the lead id as the contract normalises it; the first row
+    of a duplicated id, as the contract keeps). Names match the export's headers exactly, else ignoring case
+    and punctuation (``Lead Owner`` for ``lead_owner``). With a mapping, ids come from its ``id_column``.
+    Raises :class:`BatchError` naming a column the export does not have, with the ones it has."""
+    from leadscore.contract import _canonical, normalise_ids
+    from leadscore.reader import read_table
+
+    mapping = getattr(scorer, "mapping", None)
+    options = read_options or (getattr(mapping, "read", None) if mapping is not None else None)
+    path = Path(leads_path)
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    frame = None if parquet else read_table(path, options).frame  # CSV: the reader reads the table whole
+    columns = pq.read_schema(path).names if parquet else frame.columns.tolist()
+    by_canon = {}
+    for c in columns:
+        by_canon.setdefault(_canonical(c), c)
+
+    def find(name):
+        return name if name in columns else by_canon.get(_canonical(name))
+
+    missing = [n for n in names if find(n) is None]
+    if missing:
+        raise BatchError(f"--keep: {leads_path} has no column {', '.join(map(repr, missing))}; its columns are "
+                         f"{', '.join(map(str, columns[:30]))}{' …' if len(columns) > 30 else ''}")
+    id_col = mapping.id_column if mapping is not None else "lead_id"
+    wanted = list(dict.fromkeys([find(n) for n in names] + ([find(id_col)] if find(id_col) else [])))
+    if parquet:  # only the kept columns and the id
+        frame = pd.read_parquet(path, columns=wanted)
+    if id_col == "@row":  # the mapping's row number (1-based data row)
+        ids = pd.Series(np.arange(1, len(frame) + 1), index=frame.index).astype("string")
+    else:
+        found = find(id_col)
+        if found is None:
+            raise BatchError(f"--keep: {leads_path} has no lead id column {id_col!r}")
+        ids, _ = normalise_ids(frame[found])
+    kept = pd.DataFrame({n: frame[find(n)].astype("string").str.strip().replace("", pd.NA) for n in names})
+    kept.index = ids.to_numpy()
+    kept = kept[kept.index.notna()]
+    return kept[~kept.index.duplicated(keep="first")]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -440,11 +542,14 @@ OUTPUT_TYPES = {"lead_id": "str", "probability": "float64", "points": "float64",
 STAMP_TYPES = {"model_name": "str", "model_version": "str", "as_of": "datetime64[us]", "scored_at": "datetime64[us]"}
 
 
-def empty_output(history: bool = False) -> pd.DataFrame:
+CHANGE_TYPES = {"previous_points": "float64", "points_change": "float64", "newly_mql": "bool", "change_reasons": "str"}
+
+
+def empty_output(history: bool = False, keep=()) -> pd.DataFrame:
     """The output of a run that scored no lead: no rows, the columns and types of one that did."""
-    change = {"previous_points": "float64", "points_change": "float64", "newly_mql": "bool",
-              "change_reasons": "str"} if history else {}
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in {**OUTPUT_TYPES, **change, **STAMP_TYPES}.items()})
+    change = CHANGE_TYPES if history else {}
+    kept = {c: "str" for c in keep}
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in {**OUTPUT_TYPES, **change, **kept, **STAMP_TYPES}.items()})
 
 
 def release_memory() -> None:
@@ -486,8 +591,12 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
                 near_mql_points: float = 10.0, history_dir=None, max_reject_share: float = 0.05,
                 feature_params=None, progress=None, workdir=None, engine: str | None = None,
                 memory_limit: str = SCORING_MEMORY_LIMIT, read_options=None, lock_wait: float = 0.0,
-                allow_unfit: bool = False) -> ScoreRun:
+                allow_unfit: bool = False, keep=None) -> ScoreRun:
     """Score every open lead of an export; see the module docstring.
+
+    ``keep``: export columns (name, company, owner, ...) copied as text into the output after the score
+    columns, under their names (see :func:`export_columns`); a CSV output neutralises formula-like cells
+    in them as in every column (:mod:`leadscore.safecsv`). ``ValueError`` for a name that is an output column.
 
     Raises :class:`BatchError` (refused: exit 4), :class:`JobBusy` (another job writes the same output
     or history) and :class:`JobIOError` (the operating system refused a file operation); in every case
@@ -496,6 +605,7 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
         raise ValueError(f"explain must be one of {', '.join(EXPLAIN_MODES)}")
     if explain == "changed" and history_dir is None:
         raise ValueError("--explain changed reuses the last run's reasons: give a history folder")
+    keep = check_keep_columns(keep)
     out_path = Path(out_path)
     history_dir = Path(history_dir) if history_dir is not None else None
     fparams = feature_params or scorer.feature_params
@@ -520,7 +630,7 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
             run = _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_id, as_of_ts,
                                 priority_path, model_name, model_version, chunk_size, explain, near_mql_points,
                                 history_dir, max_reject_share, fparams, progress, workdir, engine, memory_limit,
-                                allow_unfit, read_options)
+                                allow_unfit, read_options, keep)
             run.recovered = recovered
             return run
     except OSError as exc:
@@ -529,7 +639,8 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
 
 def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_id, as_of_ts, priority_path,
                   model_name, model_version, chunk_size, explain, near_mql_points, history_dir, max_reject_share,
-                  fparams, progress, workdir, engine, memory_limit, allow_unfit, read_options=None) -> ScoreRun:
+                  fparams, progress, workdir, engine, memory_limit, allow_unfit, read_options=None,
+                  keep=()) -> ScoreRun:
     """The job, holding the locks of its output, rejects and history."""
     scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     if workdir is None:
@@ -561,6 +672,7 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
         feature_file = pq.ParquetFile(build.features)
         check_schema(scorer, feature_file.schema_arrow.names)
         decided_ids = set(checked.decided["lead_id"])
+        kept = export_columns(leads_path, list(keep), scorer, read_options) if keep else None
 
         # 3. who is not scored, and why
         skipped = not_scored(checked, pd.read_csv(build.exclusions, dtype={"lead_id": str}), leads_path, as_of_ts)
@@ -594,6 +706,10 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
                     history_parts.append(pd.concat([chunk[["lead_id"] + SCORE_COLUMNS].reset_index(drop=True),
                                                     pd.DataFrame(contrib, columns=contrib_cols).astype("float32"),
                                                     pd.DataFrame({"feature_hash": hashes})], axis=1))
+                if kept is not None:
+                    values = kept.reindex(chunk["lead_id"].to_numpy())
+                    for c in keep:
+                        chunk[c] = values[c].astype(object).where(values[c].notna(), None).to_numpy()
                 chunk["model_name"], chunk["model_version"] = model_name, model_version
                 chunk["as_of"], chunk["scored_at"] = as_of_ts, scored_at
                 table = pa.Table.from_pandas(chunk, preserve_index=False)
@@ -611,7 +727,7 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
             if isinstance(writer, pq.ParquetWriter):
                 writer.close()
             elif writer is None:  # nothing to score: still a valid output, with every column
-                empty = empty_output(history=history_dir is not None or previous is not None)
+                empty = empty_output(history=history_dir is not None or previous is not None, keep=keep)
                 empty.to_parquet(sink, index=False) if out_path.suffix.lower() != ".csv" else safecsv.to_csv(empty, sink, index=False)
 
         finally:  # on an interrupt too: close what is open; the partial file is removed below

@@ -13,10 +13,6 @@ from dataclasses import dataclass, field
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import log_loss
-from sklearn.model_selection import StratifiedKFold
 
 from leadscore.config import SplitParams, TrainParams, usable_cpus
 
@@ -113,6 +109,9 @@ class MarginCalibrator:
         self.method = method
 
     def fit(self, margin, y) -> MarginCalibrator:
+        from sklearn.isotonic import IsotonicRegression  # training only: scoring does not import these
+        from sklearn.linear_model import LogisticRegression
+
         margin, y = np.asarray(margin, float), np.asarray(y)
         self.__dict__.pop("_knots", None)
         if self.method == "isotonic":
@@ -165,6 +164,9 @@ class MarginCalibrator:
 def choose_calibration(margin, y, method: str = "auto", folds: int = 5, seed: int = 0) -> tuple[MarginCalibrator, dict]:
     """Fit the calibration; with ``auto`` pick isotonic or sigmoid by out-of-fold log loss on the
     calibration data (in-sample log loss would always favour isotonic, which can memorise it)."""
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold
+
     margin, y = np.asarray(margin, float), np.asarray(y)
     candidates = ("isotonic", "sigmoid") if method == "auto" else (method,)
     report = {"log_loss_uncalibrated": float(log_loss(y, 1 / (1 + np.exp(-margin)), labels=[0, 1]))}
@@ -269,6 +271,8 @@ class RulePrior:
         pts = rp[list(columns)].sum(axis=1).to_numpy() / 10.0
         y, weight = np.asarray(y), np.asarray(weight, float)
         if columns and np.ptp(pts) > 0:
+            from sklearn.linear_model import LogisticRegression
+
             lr = LogisticRegression(C=1e6).fit(pts.reshape(-1, 1), y, sample_weight=weight)
             a, b = float(lr.intercept_[0]), float(lr.coef_[0, 0])
         else:

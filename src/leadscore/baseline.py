@@ -19,6 +19,11 @@ from sklearn.utils.validation import check_is_fitted
 from leadscore.config import BaselineParams
 
 
+def _as_float(values: pd.Series) -> np.ndarray:
+    """Numbers of any dtype (nullable Int64, object with ``pd.NA``, numeric text) as float, missing as NaN."""
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
 class RuleBaseline(ClassifierMixin, BaseEstimator):
     """Points from marketer-readable rules.
 
@@ -47,7 +52,7 @@ class RuleBaseline(ClassifierMixin, BaseEstimator):
             col = col.str.replace(r"\.0$", "", regex=True)  # 1.0 → "1" for numeric flags
             out[f"fit:{attr}"] = col.map(values).astype(float).fillna(0.0).to_numpy()
         window = rules.behavior_window_days
-        idle = X["days_since_last_activity"].to_numpy(dtype=float) if len(rules.behavior) else None
+        idle = _as_float(X["days_since_last_activity"]) if len(rules.behavior) else None
         decay = np.where(np.isnan(idle), 0.0, 0.5 ** (np.nan_to_num(idle) / rules.inactivity_half_life_days)) \
             if idle is not None else None
         for event, rule in rules.behavior.items():
@@ -55,7 +60,7 @@ class RuleBaseline(ClassifierMixin, BaseEstimator):
             if column not in X:
                 raise KeyError(f"baseline rule on '{event}' needs feature '{column}': is {window} one of "
                                f"features.windows_days and '{event}' an event type?")
-            raw = rule.points * X[column].to_numpy(dtype=float)
+            raw = rule.points * _as_float(X[column])
             capped = np.minimum(raw, rule.cap) if rule.cap > 0 else np.maximum(raw, rule.cap)
             out[f"behavior:{event}"] = capped * decay
         return pd.DataFrame(out, index=X.index)

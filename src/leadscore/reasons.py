@@ -55,7 +55,7 @@ def group_matrix(contributions: np.ndarray, member: np.ndarray, n_groups: int) -
 
 # ----------------------------------------------------------------------------- words
 def _num(values) -> np.ndarray:
-    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def _int_text(v: np.ndarray) -> np.ndarray:

@@ -123,7 +123,7 @@ def _value_text(feature: Feature, values: np.ndarray) -> np.ndarray:
         mapped = text.map(labels).fillna(text)
         out = mapped.to_numpy(dtype=object)
     elif feature.kind == "numeric":
-        v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+        v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         r = np.round(np.nan_to_num(v))
         whole = np.abs(np.nan_to_num(v) - r) < 0.05
         out = np.where(whole, r.astype(np.int64).astype(str), np.char.mod("%.1f", np.nan_to_num(v))).astype(object)

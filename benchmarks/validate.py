@@ -45,13 +45,13 @@ def main() -> None:
 
     import duckdb
 
-    from leadscore.config import SynthParams, load_params
-    from leadscore.synth import generate
-
-    params = load_params(ROOT / "params.yaml")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="leadscore-validate-bench-"))
     events = work / "raw" / "events.parquet"
-    if not events.exists():
+    if not events.exists():  # (only then the package's params: the timed child may be another version)
+        from leadscore.config import SynthParams, load_params
+        from leadscore.synth import generate
+
+        params = load_params(ROOT / "params.yaml")
         sp = SynthParams(**{**params.synth.model_dump(), "n_leads": args.leads, "events_per_lead": args.events_per_lead,
                             "chunk_leads": 100_000})
         generate(sp, params.seed, work / "raw", work / "truth", competitor_domains=params.features.competitor_domains)

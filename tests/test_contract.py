@@ -239,3 +239,35 @@ def test_common_null_spellings_mean_missing(tmp_path):
     valid, rejects, _ = validate_leads(_write(leads, tmp_path / "l.csv"))
     assert rejects.empty
     assert pd.isna(valid.loc[1, "title"]) and pd.isna(valid.loc[1, "outcome_at"])
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("unknown", [0, 3, 2200])
+def test_valid_events_keep_the_files_order_whatever_the_sizes(tmp_path, fmt, unknown):
+    # A small event log against a large leads table (DuckDB would probe with the smaller side), a few
+    # unknown ids (checked as a list) or many (joined, then sorted back): the valid events are written in
+    # the order of the file, and the same input gives the same bytes.
+    n_leads, n_events = 5000, 3000
+    leads = pd.DataFrame({"lead_id": [f"L{i}" for i in range(n_leads)]})
+    ids = [f"L{(i * 7919) % n_leads}" for i in range(n_events)]
+    if unknown > n_events // 2:  # more than the list pass 2 checks: joined and sorted back
+        ids = [f"X{i}" for i in range(unknown)] + ids[unknown:]
+    elif unknown:
+        ids = [f"X{i}" if i % (n_events // unknown) == 1 else v for i, v in enumerate(ids)]
+    events = pd.DataFrame({"lead_id": ids,
+                           "timestamp": [f"2025-01-{1 + i % 28:02d} {i % 24:02d}:00:00" for i in range(n_events)],
+                           "event_type": ["web_visit", "pricing_page", "Email Open"] * (n_events // 3),
+                           "percent_watched": [str(i % 150) for i in range(n_events)]})
+    src = tmp_path / f"ev.{fmt}"
+    events.to_csv(src, index=False) if fmt == "csv" else events.to_parquet(src, index=False)
+    outs = []
+    for k in range(2):
+        rejects, report = validate_events(src, leads, leads.iloc[:0], tmp_path / f"out{k}.parquet")
+        outs.append((tmp_path / f"out{k}.parquet").read_bytes())
+    assert outs[0] == outs[1]
+    out = pd.read_parquet(tmp_path / "out0.parquet")
+    kept = events[~events["lead_id"].str.startswith("X")]
+    assert out["lead_id"].tolist() == kept["lead_id"].tolist()
+    assert out["timestamp"].tolist() == pd.to_datetime(kept["timestamp"]).tolist()
+    assert report.rows_valid == len(kept) and report.rows_rejected == len(events) - len(kept)
+    assert (rejects["reason"] == "lead_id not found in the leads file").sum() == len(events) - len(kept)

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from leadscore import contract, features, runstore, safecsv
+from leadscore.stages import Stages
 from leadscore.runstore import JobBusy, JobIOError  # noqa: F401 (re-exported for the CLI)
 from leadscore.reasons import group_layout, group_matrix, group_sentences
 from leadscore.scoring import LeadScorer, reasons_json
@@ -75,6 +76,7 @@ class ScoreRun:
     run_id: str = ""
     recovered: list = field(default_factory=list)
     previous_as_of: str | None = None
+    stages: list = field(default_factory=list)  # per stage: seconds and peak memory (Stages.table())
 
 
 # ----------------------------------------------------------------------------- the model
@@ -420,13 +422,45 @@ class CheckedInputs:
 
 
 def check_inputs(scorer: LeadScorer, leads_path, events_path, priority_path, work: Path, as_of_ts: pd.Timestamp,
-                 memory_limit: str | None, read_options=None) -> CheckedInputs:
+                 memory_limit: str | None, read_options=None, stages: Stages | None = None) -> CheckedInputs:
     """Validate the export (through the model's mapping, if it was trained on one) into ``work``: leads in
     chunks with pandas/pandera, events streamed through DuckDB; every lead and every event valid or rejected
     with a reason. Every file is read by :mod:`leadscore.reader` (``read_options``: sep, encoding, decimal)."""
-    leads_source = leads_path
+    stages = stages or Stages()
     inputs: dict = {}
     warnings: list[str] = []
+    with stages("read + validate leads"):
+        lead_keys, decided, lead_rejects, lead_report = _check_leads(scorer, leads_path, work, as_of_ts, read_options,
+                                                                     inputs, warnings)
+    event_rejects = pd.DataFrame(columns=contract.REJECT_COLUMNS)
+    events_file, event_report = None, None
+    if events_path is not None:
+        with stages("validate events"):
+            event_rejects, event_report = _check_events(events_path, lead_keys, lead_rejects, work, as_of_ts,
+                                                        memory_limit, read_options, inputs, warnings)
+            events_file = work / "events.parquet"
+    release_memory()
+    priority_file = None
+    if priority_path is not None:
+        with stages("priority list"):
+            priority = contract.read_priority_accounts(priority_path, read_options)
+            unmatched = contract.unmatched_priority(priority, lead_keys)
+            if len(unmatched):
+                ex = ", ".join((unmatched["domain"].where(unmatched["domain"].notna(), unmatched["account_id"]))
+                               .astype(str).head(5))
+                warnings.append(f"{priority_path}: {len(unmatched):,} of {len(priority):,} priority entries match no "
+                                f"lead (by account_id or email domain), e.g. {ex}")
+            priority.to_parquet(work / "priority.parquet", index=False)
+            priority_file = work / "priority.parquet"
+    del lead_keys
+    return CheckedInputs(work / "leads.parquet", events_file, priority_file, decided, lead_rejects, event_rejects,
+                         lead_report.rows_in, event_report, inputs, warnings)
+
+
+def _check_leads(scorer: LeadScorer, leads_path, work: Path, as_of_ts: pd.Timestamp, read_options, inputs: dict,
+                 warnings: list):
+    """The leads table through the contract into ``work/leads.parquet``: (lead keys, decided, rejects, report)."""
+    leads_source = leads_path
     lead_options = read_options
     if getattr(scorer, "mapping", None) is not None:  # the export the model was trained on needed a mapping
         from leadscore import mapping as export_mapping
@@ -452,39 +486,26 @@ def check_inputs(scorer: LeadScorer, leads_path, events_path, priority_path, wor
                         ["lead_id", "outcome"]]
     lead_keys = leads[["lead_id", "account_id", "email_domain"]]
     assert len(leads) + len(lead_rejects) == lead_report.rows_in
-    del leads  # from here on only the ids are needed: DuckDB reads the leads from Parquet
-    event_rejects = pd.DataFrame(columns=contract.REJECT_COLUMNS)
-    events_file, event_report = None, None
-    if events_path is not None:
-        con = features.connect(memory_limit=memory_limit)
-        try:
-            event_rejects, event_report = contract.validate_events(events_path, lead_keys[["lead_id"]], lead_rejects,
-                                                                   work / "events.parquet", con=con,
-                                                                   options=read_options)
-            n_late = con.sql(f"SELECT count(*) FROM read_parquet('{work / 'events.parquet'}') "
-                             f"WHERE timestamp > TIMESTAMP '{as_of_ts}'").fetchall()[0][0]
-        finally:
-            con.close()
-        events_file = work / "events.parquet"
-        inputs[str(events_path)] = event_report.read.get("described", "")
-        warnings += [f"{events_path}: {w}" for w in event_report.warning_lines()]
-        if n_late:
-            warnings.append(f"{events_path}: {n_late:,} events are after as_of ({as_of_ts}): not used")
-    release_memory()
-    priority_file = None
-    if priority_path is not None:
-        priority = contract.read_priority_accounts(priority_path, read_options)
-        unmatched = contract.unmatched_priority(priority, lead_keys)
-        if len(unmatched):
-            ex = ", ".join((unmatched["domain"].where(unmatched["domain"].notna(), unmatched["account_id"]))
-                           .astype(str).head(5))
-            warnings.append(f"{priority_path}: {len(unmatched):,} of {len(priority):,} priority entries match no "
-                            f"lead (by account_id or email domain), e.g. {ex}")
-        priority.to_parquet(work / "priority.parquet", index=False)
-        priority_file = work / "priority.parquet"
-    del lead_keys
-    return CheckedInputs(work / "leads.parquet", events_file, priority_file, decided, lead_rejects, event_rejects,
-                         lead_report.rows_in, event_report, inputs, warnings)
+    # from here on only the ids are needed: DuckDB reads the leads from Parquet
+    return lead_keys, decided, lead_rejects, lead_report
+
+
+def _check_events(events_path, lead_keys: pd.DataFrame, lead_rejects: pd.DataFrame, work: Path,
+                  as_of_ts: pd.Timestamp, memory_limit: str | None, read_options, inputs: dict, warnings: list):
+    """The event log streamed through the contract into ``work/events.parquet``: (rejects, report)."""
+    con = features.connect(memory_limit=memory_limit)
+    try:
+        event_rejects, event_report = contract.validate_events(events_path, lead_keys[["lead_id"]], lead_rejects,
+                                                               work / "events.parquet", con=con, options=read_options)
+        n_late = con.sql(f"SELECT count(*) FROM read_parquet('{work / 'events.parquet'}') "
+                         f"WHERE timestamp > TIMESTAMP '{as_of_ts}'").fetchall()[0][0]
+    finally:
+        con.close()
+    inputs[str(events_path)] = event_report.read.get("described", "")
+    warnings += [f"{events_path}: {w}" for w in event_report.warning_lines()]
+    if n_late:
+        warnings.append(f"{events_path}: {n_late:,} events are after as_of ({as_of_ts}): not used")
+    return event_rejects, event_report
 
 
 def not_scored(checked: CheckedInputs, excluded: pd.DataFrame, leads_path, as_of_ts: pd.Timestamp) -> pd.DataFrame:
@@ -591,12 +612,15 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
                 near_mql_points: float = 10.0, history_dir=None, max_reject_share: float = 0.05,
                 feature_params=None, progress=None, workdir=None, engine: str | None = None,
                 memory_limit: str = SCORING_MEMORY_LIMIT, read_options=None, lock_wait: float = 0.0,
-                allow_unfit: bool = False, keep=None) -> ScoreRun:
+                allow_unfit: bool = False, keep=None, stages: Stages | None = None) -> ScoreRun:
     """Score every open lead of an export; see the module docstring.
 
     ``keep``: export columns (name, company, owner, ...) copied as text into the output after the score
     columns, under their names (see :func:`export_columns`); a CSV output neutralises formula-like cells
     in them as in every column (:mod:`leadscore.safecsv`). ``ValueError`` for a name that is an output column.
+
+    ``stages`` (:class:`leadscore.stages.Stages`) collects the time and peak memory of each stage of the
+    job; the run returns them in ``ScoreRun.stages`` either way.
 
     Raises :class:`BatchError` (refused: exit 4), :class:`JobBusy` (another job writes the same output
     or history) and :class:`JobIOError` (the operating system refused a file operation); in every case
@@ -630,7 +654,7 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
             run = _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_id, as_of_ts,
                                 priority_path, model_name, model_version, chunk_size, explain, near_mql_points,
                                 history_dir, max_reject_share, fparams, progress, workdir, engine, memory_limit,
-                                allow_unfit, read_options, keep)
+                                allow_unfit, read_options, keep, stages or Stages())
             run.recovered = recovered
             return run
     except OSError as exc:
@@ -640,8 +664,9 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
 def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_id, as_of_ts, priority_path,
                   model_name, model_version, chunk_size, explain, near_mql_points, history_dir, max_reject_share,
                   fparams, progress, workdir, engine, memory_limit, allow_unfit, read_options=None,
-                  keep=()) -> ScoreRun:
+                  keep=(), stages: Stages | None = None) -> ScoreRun:
     """The job, holding the locks of its output, rejects and history."""
+    stages = stages or Stages()
     scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     if workdir is None:
         work, owner_fd = runstore.make_work_dir()
@@ -654,8 +679,9 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
         tmp_out = runstore.temp_beside(out_path, run_id)
         # 1. the contract: every lead valid or rejected with its reason
         checked = check_inputs(scorer, leads_path, events_path, priority_path, work, as_of_ts, memory_limit,
-                               read_options)
-        unfit = unfit_input(scorer, checked.leads_file, checked.events_file)
+                               read_options, stages)
+        with stages("model fit check"):
+            unfit = unfit_input(scorer, checked.leads_file, checked.events_file)
         if unfit and not allow_unfit:
             raise BatchError("this export is not data the model was made for: " + "; ".join(unfit)
                              + ". Score with a model trained on such data, or pass --allow-unfit to score anyway.")
@@ -663,19 +689,22 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
         # 2. features at as_of, with the model's own feature definitions
         extra = [m for m in scorer.model.metadata if m["name"].startswith("x_")]
         # DuckDB spills past memory_limit: the job's memory does not grow with the export.
-        con = features.connect(memory_limit=memory_limit)
-        try:
-            build = features.build_features(checked.leads_file, checked.events_file, work / "features", fparams,
-                                            priority_path=checked.priority_file, as_of=as_of_ts, extra=extra, con=con)
-        finally:
-            con.close()  # its buffers go back before scoring starts
+        with stages("feature build"):
+            con = features.connect(memory_limit=memory_limit)
+            try:
+                build = features.build_features(checked.leads_file, checked.events_file, work / "features", fparams,
+                                                priority_path=checked.priority_file, as_of=as_of_ts, extra=extra,
+                                                con=con)
+            finally:
+                con.close()  # its buffers go back before scoring starts
         feature_file = pq.ParquetFile(build.features)
         check_schema(scorer, feature_file.schema_arrow.names)
         decided_ids = set(checked.decided["lead_id"])
         kept = export_columns(leads_path, list(keep), scorer, read_options) if keep else None
 
         # 3. who is not scored, and why
-        skipped = not_scored(checked, pd.read_csv(build.exclusions, dtype={"lead_id": str}), leads_path, as_of_ts)
+        with stages("rejects + commit"):
+            skipped = not_scored(checked, pd.read_csv(build.exclusions, dtype={"lead_id": str}), leads_path, as_of_ts)
 
         previous_run = runstore.previous_run(history_dir, as_of_ts)
         previous = pd.read_parquet(previous_run["data_path"]) if previous_run else None
@@ -686,17 +715,20 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
         sink = open(tmp_out, "wb")
         try:
             for batch in feature_file.iter_batches(batch_size=chunk_size):
-                X = batch.to_pandas()
-                X = X[~X["lead_id"].isin(decided_ids)].reset_index(drop=True)
+                with stages("model input preparation"):
+                    X = batch.to_pandas()
+                    X = X[~X["lead_id"].isin(decided_ids)].reset_index(drop=True)
+                    for c in (m["name"] for m in scorer.model.metadata if m["kind"] == "categorical"):
+                        X[c] = X[c].astype("category")
                 if X.empty:
                     continue
-                for c in (m["name"] for m in scorer.model.metadata if m["kind"] == "categorical"):
-                    X[c] = X[c].astype("category")
-                chunk, contrib, hashes, n_exp, n_reuse = _score_chunk(scorer, X, explain, near_mql_points, previous, engine)
+                chunk, contrib, hashes, n_exp, n_reuse = _score_chunk(scorer, X, explain, near_mql_points, previous,
+                                                                      engine, stages)
                 n_explained += n_exp
                 n_reused += n_reuse
                 chunk.insert(0, "lead_id", X["lead_id"].to_numpy())
-                chunk["reasons_text"] = _reason_text(chunk["reasons"], chunk["other_points"]).to_numpy()
+                with stages("reason text"):
+                    chunk["reasons_text"] = _reason_text(chunk["reasons"], chunk["other_points"]).to_numpy()
                 if history_dir is not None or previous is not None:
                     cur = pd.concat([chunk[["lead_id", "points", "is_mql"]],
                                      pd.DataFrame(contrib, columns=contrib_cols)], axis=1)
@@ -710,15 +742,16 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
                     values = kept.reindex(chunk["lead_id"].to_numpy())
                     for c in keep:
                         chunk[c] = values[c].astype(object).where(values[c].notna(), None).to_numpy()
-                chunk["model_name"], chunk["model_version"] = model_name, model_version
-                chunk["as_of"], chunk["scored_at"] = as_of_ts, scored_at
-                table = pa.Table.from_pandas(chunk, preserve_index=False)
-                if out_path.suffix.lower() == ".csv":
-                    safecsv.to_csv(chunk, sink, index=False, header=writer is None)
-                    writer = writer or True
-                else:
-                    writer = writer or pq.ParquetWriter(sink, table.schema, compression="zstd")
-                    writer.write_table(table.cast(writer.schema))
+                with stages("output write"):
+                    chunk["model_name"], chunk["model_version"] = model_name, model_version
+                    chunk["as_of"], chunk["scored_at"] = as_of_ts, scored_at
+                    table = pa.Table.from_pandas(chunk, preserve_index=False)
+                    if out_path.suffix.lower() == ".csv":
+                        safecsv.to_csv(chunk, sink, index=False, header=writer is None)
+                        writer = writer or True
+                    else:
+                        writer = writer or pq.ParquetWriter(sink, table.schema, compression="zstd")
+                        writer.write_table(table.cast(writer.schema))
                 n_scored += len(chunk)
                 if progress:
                     progress(len(chunk))
@@ -735,33 +768,35 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
                 writer.close()
             sink.close()
 
-        # 4. reconcile before replacing anything
-        tmp_rejects = reconcile(checked, n_scored, skipped, rejects_path, max_reject_share)
-        runstore.phase("scored")
+        with stages("rejects + commit"):
+            # 4. reconcile before replacing anything
+            tmp_rejects = reconcile(checked, n_scored, skipped, rejects_path, max_reject_share)
+            runstore.phase("scored")
 
-        # 5. commit output, rejects and the history record together (runstore's protocol)
-        manifest_path = data_path = manifest = None
-        if history_dir is not None:
-            part = runstore.partition(history_dir, as_of_ts)
-            part.mkdir(exist_ok=True)
-            data_path = part / f"run-{run_id}.parquet"
-            rows = (pd.concat(history_parts, ignore_index=True) if history_parts
-                    else pd.DataFrame(columns=["lead_id"] + SCORE_COLUMNS + contrib_cols + ["feature_hash"]))
-            rows.to_parquet(data_path, index=False)
-            manifest_path = data_path.with_suffix(".json")
-            manifest = {"run_id": run_id, "as_of": as_of_ts.isoformat(), "scored_at": scored_at.isoformat(),
-                        "data": data_path.name, "rows": len(rows), "model_name": model_name,
-                        "model_version": model_version, "output": str(out_path), "rejects": str(rejects_path),
-                        "previous_run": previous_run["run_id"] if previous_run else None}
-            runstore.phase("history-written")
-        runstore.commit(run_id, [(tmp_out, out_path), (tmp_rejects, rejects_path)], manifest_path, manifest, data_path)
+            # 5. commit output, rejects and the history record together (runstore's protocol)
+            manifest_path = data_path = manifest = None
+            if history_dir is not None:
+                part = runstore.partition(history_dir, as_of_ts)
+                part.mkdir(exist_ok=True)
+                data_path = part / f"run-{run_id}.parquet"
+                rows = (pd.concat(history_parts, ignore_index=True) if history_parts
+                        else pd.DataFrame(columns=["lead_id"] + SCORE_COLUMNS + contrib_cols + ["feature_hash"]))
+                rows.to_parquet(data_path, index=False)
+                manifest_path = data_path.with_suffix(".json")
+                manifest = {"run_id": run_id, "as_of": as_of_ts.isoformat(), "scored_at": scored_at.isoformat(),
+                            "data": data_path.name, "rows": len(rows), "model_name": model_name,
+                            "model_version": model_version, "output": str(out_path), "rejects": str(rejects_path),
+                            "previous_run": previous_run["run_id"] if previous_run else None}
+                runstore.phase("history-written")
+            runstore.commit(run_id, [(tmp_out, out_path), (tmp_rejects, rejects_path)], manifest_path, manifest, data_path)
         return ScoreRun(out_path, rejects_path, checked.leads_in, n_scored, len(skipped), n_explained, n_reused,
                         skipped["reason"].value_counts().to_dict() if len(skipped) else {}, model_name, model_version,
                         str(as_of_ts), str(scored_at), n_new_mql if previous is not None else None,
                         *((ev.rows_in, ev.rows_rejected, ev.rejected_by_reason) if (ev := checked.event_report)
                           else (0, 0, {})), checked.inputs,
                         [*checked.warnings, *(f"scored anyway (--allow-unfit): {u}" for u in unfit)],
-                        run_id=run_id, previous_as_of=previous_run["as_of"] if previous_run else None)
+                        run_id=run_id, previous_as_of=previous_run["as_of"] if previous_run else None,
+                        stages=stages.table())
     finally:
         for tmp in (tmp_out, tmp_rejects):
             if tmp is not None:
@@ -771,18 +806,21 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
 
 
 def _score_chunk(scorer: LeadScorer, X: pd.DataFrame, explain: str, near: float, previous: pd.DataFrame | None,
-                 engine: str | None = None):
+                 engine: str | None = None, stages: Stages | None = None):
     """Scores for one chunk; reasons for the leads the explain mode selects."""
+    stages = stages or Stages()
     # The reuse key: the lead's features and everything else that decides its row (model, points scale,
     # bands, reasons, MQL threshold: LeadScorer.scoring_key); a change to any of them recomputes.
-    hashes = _row_hash(X, scorer.model.feature_names) ^ _key_int(scorer)
+    with stages("model input preparation"):
+        hashes = _row_hash(X, scorer.model.feature_names) ^ _key_int(scorer)
     n = len(X)
     reuse = np.zeros(n, bool)
     if explain == "changed" and previous is not None and "feature_hash" in previous:
         prev = previous.set_index("lead_id").reindex(X["lead_id"].to_numpy())
         reuse = (prev["feature_hash"].to_numpy() == hashes) & prev["points"].notna().to_numpy()
     if explain == "mql":
-        _, points = scorer.points_only(X)
+        with stages("prediction"):
+            _, points = scorer.points_only(X)
         todo = points >= scorer.mql_threshold - near
     elif explain == "none":
         todo = np.zeros(n, bool)
@@ -792,25 +830,28 @@ def _score_chunk(scorer: LeadScorer, X: pd.DataFrame, explain: str, near: float,
     contrib = np.full((n, len(scorer.model.feature_names)), np.nan)
     if todo.any():
         sub = X[todo]
-        exp = scorer.explain(sub, engine)
-        scored = scorer.score(sub, explanation=exp)
-        out.loc[np.flatnonzero(todo), SCORE_COLUMNS] = scored[SCORE_COLUMNS].to_numpy()
+        with stages("SHAP"):
+            exp = scorer.explain(sub, engine)
+        with stages("reason text"):
+            scored = scorer.score(sub, explanation=exp)
+            out.loc[np.flatnonzero(todo), SCORE_COLUMNS] = scored[SCORE_COLUMNS].to_numpy()
         contrib[todo] = exp.contributions
     rest = ~todo & ~reuse
     if rest.any():  # scored, not explained: points, band and MQL flag only
-        prob, points, raw = scorer.points_detail(X[rest])
-        from leadscore.scoring import grade
+        with stages("prediction"):
+            prob, points, raw = scorer.points_detail(X[rest])
+            from leadscore.scoring import grade
 
-        out.loc[np.flatnonzero(rest), "probability"] = prob
-        out.loc[np.flatnonzero(rest), "points"] = points
-        base, capped = round(scorer.base_points(), 1), np.round(points - raw, 1) + 0.0
-        out.loc[np.flatnonzero(rest), "base_points"] = base
-        out.loc[np.flatnonzero(rest), "capped_points"] = capped
-        out.loc[np.flatnonzero(rest), "other_points"] = np.round(points - base - capped, 1) + 0.0
-        out.loc[np.flatnonzero(rest), "band"] = grade(points, scorer.params.bands, "D")
-        out.loc[np.flatnonzero(rest), "is_mql"] = points >= scorer.mql_threshold
-        out.loc[np.flatnonzero(rest), ["fit_grade", "engagement_grade", "matrix_cell"]] = ""
-        out.loc[np.flatnonzero(rest), ["reasons", "pushed_over_mql"]] = ['{"positive": [], "negative": []}', "[]"]
+            out.loc[np.flatnonzero(rest), "probability"] = prob
+            out.loc[np.flatnonzero(rest), "points"] = points
+            base, capped = round(scorer.base_points(), 1), np.round(points - raw, 1) + 0.0
+            out.loc[np.flatnonzero(rest), "base_points"] = base
+            out.loc[np.flatnonzero(rest), "capped_points"] = capped
+            out.loc[np.flatnonzero(rest), "other_points"] = np.round(points - base - capped, 1) + 0.0
+            out.loc[np.flatnonzero(rest), "band"] = grade(points, scorer.params.bands, "D")
+            out.loc[np.flatnonzero(rest), "is_mql"] = points >= scorer.mql_threshold
+            out.loc[np.flatnonzero(rest), ["fit_grade", "engagement_grade", "matrix_cell"]] = ""
+            out.loc[np.flatnonzero(rest), ["reasons", "pushed_over_mql"]] = ['{"positive": [], "negative": []}', "[]"]
     if reuse.any():
         prev = previous.set_index("lead_id").reindex(X["lead_id"].to_numpy()[reuse])
         out.loc[np.flatnonzero(reuse), SCORE_COLUMNS] = prev[SCORE_COLUMNS].to_numpy()

@@ -543,13 +543,30 @@ def _check_lead_rows(raw: pd.DataFrame, cols: dict[str, str], extras: list[str],
 
 
 # ----------------------------------------------------------------------------- events
-def _number_sql(col: str, decimal: str, typed: bool = False) -> str:
-    """An event's number by the file's decimal separator ('1.234,5' with ','); non-finite values are NULL."""
+_NUMERIC_TYPES = ("DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT",
+                  "UINTEGER", "USMALLINT", "UTINYINT")
+
+
+def _number_sql(col: str, decimal: str, sql_type: str = "VARCHAR") -> str:
+    """An event's number by the file's decimal separator ('1.234,5' with ','); non-finite values are NULL.
+    A column stored as a number needs no text rule: it is only checked for being finite."""
+    if sql_type in _NUMERIC_TYPES or sql_type.startswith("DECIMAL"):
+        v = f"CAST({col} AS DOUBLE)"
+        return f"CASE WHEN isfinite({v}) THEN {v} END"
+    typed = sql_type != "VARCHAR"
     text = f"trim(CAST({col} AS VARCHAR))"
     if decimal == "," and not typed:
         text = f"replace(replace({text}, '.', ''), ',', '.')"
     v = f"TRY_CAST({col} AS DOUBLE)" if typed else f"TRY_CAST({text} AS DOUBLE)"
     return f"CASE WHEN isfinite({v}) THEN {v} END"
+
+
+def _event_type_sql(raw: str) -> str:
+    """The event type's spelling folded (' Page View' → page_view); the known names, what almost every row
+    holds, are recognised as they are without a regular expression per row."""
+    known = ", ".join(f"'{t}'" for t in EVENT_TYPE_NAMES)
+    return (f"CASE WHEN list_contains([{known}], {raw}) THEN {raw} "
+            f"ELSE regexp_replace(lower(trim({raw})), '[^a-z0-9]+', '_', 'g') END")
 
 
 def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.DataFrame, out_path: str | Path,
@@ -579,118 +596,170 @@ def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.Da
         source.close()
 
 
+#: Ids of unknown or rejected leads checked as a list in the pass that writes the valid events; more are joined.
+MAX_LISTED_IDS = 2000
+
+
 def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejected_leads: pd.DataFrame,
                            out_path: Path, con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, FileReport]:
+    """Three streamed passes over the file (nothing is held in memory whole, whatever the size of the event
+    log): the lead ids, the valid events written in the file's order (no sort), the rows rejected or with
+    values set to missing, with their row numbers."""
     types = source.types
     columns = list(source.columns)
     cols = _check_columns(columns, EVENT_COLUMNS, file)
     q = lambda c: '"' + cols[c].replace('"', '""') + '"'  # noqa: E731
+    typ = lambda c: types.get(cols[c], "VARCHAR")  # noqa: E731
 
-    # Pass 1 (the only full pass before writing): the distinct event types with their counts; for a CSV it
-    # also fills the reader's rejects (rows with a wrong number of fields), needed for the row numbers.
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _types AS
-        SELECT raw, regexp_replace(lower(trim(raw)), '[^a-z0-9]+', '_', 'g') AS event_type, n
-        FROM (SELECT CAST({q('event_type')} AS VARCHAR) AS raw, count(*) AS n FROM {source.plain} GROUP BY 1)""")
-    accepted = int(con.sql("SELECT coalesce(sum(n), 0) FROM _types").fetchall()[0][0])
-    bad_rows = source.collect_rejects() if source.layout is not None else source.scan_rejects()
-    total = accepted + len(bad_rows)
-    if total == 0:
-        raise ContractError(f"{file}: the file has a header ({', '.join(columns)}) but no data rows; omit the "
-                            f"event log for a leads-only export")
-    src = source.numbered()
+    # Each lead id once: valid, or rejected in the leads file (a duplicate id is valid by its first row).
+    valid_ids = leads["lead_id"].dropna().drop_duplicates()
+    rejected_ids = rejected_leads["lead_id"].dropna().drop_duplicates()
+    rejected_ids = rejected_ids[~rejected_ids.isin(valid_ids)]
+    status = pd.DataFrame({"lead_id": pd.concat([valid_ids, rejected_ids], ignore_index=True).astype(str),
+                           "valid": np.r_[np.ones(len(valid_ids), bool), np.zeros(len(rejected_ids), bool)]})
+    con.register("_lead_status", status)
 
-    nid, _ = id_sql(q("lead_id"), types.get(cols["lead_id"], "VARCHAR"))
-    con.register("_valid_leads", leads[["lead_id"]])
-    con.register("_rejected_leads", rejected_leads[["lead_id"]].dropna().drop_duplicates())
+    nid, _ = id_sql(q("lead_id"), typ("lead_id"))
     known = ", ".join(f"'{t}'" for t in EVENT_TYPE_NAMES)
     decimal = source.dialect.decimal
-    num = {c: (_number_sql(q(c), decimal, typed=types.get(cols[c]) != "VARCHAR") if c in cols else "NULL::DOUBLE")
+    num = {c: (_number_sql(q(c), decimal, typ(c)) if c in cols else "NULL::DOUBLE")
            for c in ("duration_s", "percent_watched")}
     unreadable = {c: (f"{q(c)} IS NOT NULL AND {num[c]} IS NULL" if c in cols else "false")
                   for c in ("duration_s", "percent_watched")}
     asset = f"NULLIF(trim(CAST({q('asset')} AS VARCHAR)), '')" if "asset" in cols else "NULL::VARCHAR"
     trailing = f"{TRAILING_SQL} IS NOT NULL AND trim({TRAILING_SQL}) <> ''" if source.dialect.trailing_delimiter else "false"
     h = len(columns)
-    raw_ts = f"CAST({q('timestamp')} AS VARCHAR)"
-    # Views, not tables: the event log is read as a stream (hundreds of millions of rows), once to
-    # write the valid rows and once to return the rejected ones; nothing is held in memory whole.
-    scan = f"""
-        CREATE OR REPLACE TEMP VIEW _ev AS
-        SELECT _row,
-               {nid} AS lead_id,
-               CAST({q('lead_id')} AS VARCHAR) AS raw_lead_id,
-               {raw_ts} AS raw_timestamp,
-               {timestamp_sql(q('timestamp'), types.get(cols['timestamp'], 'VARCHAR'))} AS timestamp,
-               CAST({q('event_type')} AS VARCHAR) AS raw_event_type,
-               {asset} AS asset,
-               {num['duration_s']} AS duration_s,
-               {num['percent_watched']} AS percent_watched,
-               {unreadable['duration_s']} AS bad_duration_text,
-               {unreadable['percent_watched']} AS bad_pct_text,
-               {trailing} AS extra_field
-        FROM {src}
-    """
-    con.execute(scan)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP VIEW _ev_checked AS
-        SELECT e.*, t.event_type,
-          CASE
-            WHEN e.extra_field THEN '{h + 1} fields, header has {h}'
-            WHEN e.lead_id IS NULL THEN 'lead_id is missing'
-            WHEN v.lead_id IS NULL AND {id_sql('e.lead_id')[1]} THEN '{ID_RULE_REASON}'
-            WHEN v.lead_id IS NULL AND r.lead_id IS NOT NULL THEN 'lead was rejected in the leads file'
-            WHEN v.lead_id IS NULL THEN 'lead_id not found in the leads file'
-            WHEN e.timestamp IS NULL AND nullif(trim(e.raw_timestamp), '') IS NULL THEN 'timestamp is missing'
-            WHEN e.timestamp IS NULL AND regexp_full_match(trim(e.raw_timestamp), '{AMBIGUOUS_DATE}')
-              THEN 'timestamp: day and month order is ambiguous; {TS_HINT}'
-            WHEN e.timestamp IS NULL THEN 'timestamp is not a readable timestamp ({TS_HINT})'
-            WHEN t.event_type IS NULL OR t.event_type = '' THEN 'event_type is missing'
-            WHEN t.event_type NOT IN ({known}) THEN 'unknown event_type'
-          END AS reason,
-          CASE
-            WHEN e.extra_field THEN '(row)'
-            WHEN e.lead_id IS NULL OR v.lead_id IS NULL THEN 'lead_id'
-            WHEN e.timestamp IS NULL THEN 'timestamp'
-            ELSE 'event_type'
-          END AS reason_column
-        FROM _ev e
-        LEFT JOIN _types t ON e.raw_event_type = t.raw
-        LEFT JOIN _valid_leads v ON e.lead_id = v.lead_id
-        LEFT JOIN _rejected_leads r ON e.lead_id = r.lead_id
-    """)
+    raw_event_type = f"CAST({q('event_type')} AS VARCHAR)"
+    event_type = _event_type_sql(raw_event_type)
+    ts = timestamp_sql(q("timestamp"), typ("timestamp"))
+
+    # Pass 1: the event log's lead ids (only that column is read) against the leads: how many rows the
+    # reader accepted, and which ids are not those of valid leads. Usually none or a handful: pass 2 then
+    # checks them without a join. (For a CSV the pass also fills the reader's rejects: rows with a wrong
+    # number of fields, which the row numbers count.)
+    ids = con.execute(f"""
+        SELECT s.valid IS TRUE AS ok, CASE WHEN s.valid IS TRUE THEN NULL ELSE e.lead_id END AS problem,
+               count(*) AS n
+        FROM (SELECT {nid} AS lead_id FROM {source.plain}) e LEFT JOIN _lead_status s ON e.lead_id = s.lead_id
+        GROUP BY ALL""").df()
+    accepted = int(ids["n"].sum())
+    problem_ids = sorted(ids.loc[~ids["ok"], "problem"].dropna().astype(str))
+    bad_rows = source.collect_rejects() if source.layout is not None else source.scan_rejects()
+
+    # Pass 2: the valid events, written in the file's order. Without a join (a SELECT and WHERE over one
+    # table) DuckDB keeps the order the rows were read in, in parallel, with no sort; a join does not (rows
+    # of different threads interleave). So the ids found in pass 1 are checked as a list; only an event log
+    # with very many unknown or rejected ids is joined and sorted back into the file's order. DuckDB's
+    # optimizer turns a long IN list (or list_contains of a constant list) into a join, which reorders rows
+    # just the same: that rewrite (in_clause) is switched off for this statement.
     out_path.parent.mkdir(parents=True, exist_ok=True)
     op = str(out_path).replace("'", "''")
-    # The joins above run in parallel and may reorder rows: the file's order is restored, so the same
-    # input gives the same bytes (dvc.lock, same-seed-same-bytes) whatever the thread schedule.
-    order = " ORDER BY _row"
-    con.execute(f"""
-        COPY (SELECT lead_id, timestamp, event_type, asset,
-                     CASE WHEN duration_s >= 0 THEN duration_s END AS duration_s,
-                     CASE WHEN percent_watched BETWEEN 0 AND 100 THEN percent_watched END AS percent_watched
-              FROM _ev_checked WHERE reason IS NULL{order})
-        TO '{op}' (FORMAT parquet, COMPRESSION zstd)
-    """)
-    flagged = con.sql(f"""
-        SELECT '{file.replace("'", "''")}' AS file, _row AS row, coalesce(lead_id, raw_lead_id) AS lead_id,
-               reason_column AS column, reason,
-               CASE reason_column WHEN 'lead_id' THEN raw_lead_id WHEN 'timestamp' THEN raw_timestamp
-                    WHEN '(row)' THEN NULL ELSE raw_event_type END AS value,
+    if len(problem_ids) <= MAX_LISTED_IDS:
+        listed = ", ".join("'" + i.replace("'", "''") + "'" for i in problem_ids)
+        lead_ok = "e.lead_id IS NOT NULL" + (f" AND NOT list_contains([{listed}], e.lead_id)" if problem_ids else "")
+        src, join, order = source.plain, "", ""
+    else:
+        lead_ok, src = "s.valid", source.numbered()
+        join, order = "LEFT JOIN _lead_status s ON e.lead_id = s.lead_id", " ORDER BY e._row"
+    settings = {k: con.execute(f"SELECT current_setting('{k}')").fetchall()[0][0]
+                for k in ("preserve_insertion_order", "disabled_optimizers")}
+    con.execute("SET preserve_insertion_order = true")
+    con.execute("SET disabled_optimizers = '" + ",".join(x for x in (settings["disabled_optimizers"], "in_clause") if x)
+                + "'")
+    try:
+        written = con.execute(f"""
+            COPY (SELECT e.lead_id, e.timestamp, e.event_type, e.asset,
+                         CASE WHEN e.duration_s >= 0 THEN e.duration_s END AS duration_s,
+                         CASE WHEN e.percent_watched BETWEEN 0 AND 100 THEN e.percent_watched END AS percent_watched
+                  FROM (SELECT {"_row, " if order else ""}{nid} AS lead_id, {ts} AS timestamp,
+                               {event_type} AS event_type, {asset} AS asset,
+                               {num['duration_s']} AS duration_s, {num['percent_watched']} AS percent_watched,
+                               {trailing} AS extra_field
+                        FROM {src}) e {join}
+                  WHERE {lead_ok} AND NOT e.extra_field AND e.timestamp IS NOT NULL
+                        AND list_contains([{known}], e.event_type){order})
+            TO '{op}' (FORMAT parquet, COMPRESSION zstd)
+        """).fetchall()[0][0]
+    finally:
+        con.execute(f"SET preserve_insertion_order = {str(settings['preserve_insertion_order']).lower()}")
+        con.execute(f"SET disabled_optimizers = '{settings['disabled_optimizers'] or ''}'")
+
+    # Pass 3: the rows rejected or with values set to missing, with their row numbers and reasons. When pass 2
+    # wrote every row the reader accepted, nothing else can be rejected: only the number columns are read,
+    # for the values set to missing. The raw values are cast to text only for the rows that are reported (a
+    # typed timestamp column formatted as text for every row costs more than the whole check).
+    everything_written = int(written) == accepted
+    if everything_written:
+        e_cols = (f"NULL::VARCHAR AS lead_id, NULL::VARCHAR AS in_lead_id, NULL::VARCHAR AS in_timestamp, "
+                  f"NULL::VARCHAR AS in_event_type, NULL::TIMESTAMP AS timestamp, NULL::VARCHAR AS event_type, "
+                  f"false AS extra_field")
+        reason = "NULL::VARCHAR"
+        join = ""
+    else:
+        e_cols = (f"{nid} AS lead_id, {q('lead_id')} AS in_lead_id, {q('timestamp')} AS in_timestamp, "
+                  f"{q('event_type')} AS in_event_type, {ts} AS timestamp, {event_type} AS event_type, "
+                  f"{trailing} AS extra_field")
+        raw_ts = "CAST(e.in_timestamp AS VARCHAR)"
+        reason = f"""CASE
+                WHEN e.extra_field THEN '{h + 1} fields, header has {h}'
+                WHEN e.lead_id IS NULL THEN 'lead_id is missing'
+                WHEN (s.lead_id IS NULL OR NOT s.valid) AND {id_sql('e.lead_id')[1]} THEN '{ID_RULE_REASON}'
+                WHEN s.lead_id IS NOT NULL AND NOT s.valid THEN 'lead was rejected in the leads file'
+                WHEN s.lead_id IS NULL THEN 'lead_id not found in the leads file'
+                WHEN e.timestamp IS NULL AND nullif(trim({raw_ts}), '') IS NULL THEN 'timestamp is missing'
+                WHEN e.timestamp IS NULL AND regexp_full_match(trim({raw_ts}), '{AMBIGUOUS_DATE}')
+                  THEN 'timestamp: day and month order is ambiguous; {TS_HINT}'
+                WHEN e.timestamp IS NULL THEN 'timestamp is not a readable timestamp ({TS_HINT})'
+                WHEN e.event_type IS NULL OR e.event_type = '' THEN 'event_type is missing'
+                WHEN e.event_type NOT IN ({known}) THEN 'unknown event_type'
+              END"""
+        join = "LEFT JOIN _lead_status s ON e.lead_id = s.lead_id"
+    if everything_written and "duration_s" not in cols and "percent_watched" not in cols:
+        flagged = pd.DataFrame({"file": pd.Series(dtype=object), "row": pd.Series(dtype="int64"),
+                                **{c: pd.Series(dtype=object) for c in ("lead_id", "column", "reason", "value")},
+                                **{c: pd.Series(dtype=bool) for c in ("bad_duration", "bad_pct", "text_duration", "text_pct")}})
+    else:
+        flagged = con.sql(f"""
+        WITH e AS (
+            SELECT _row, {e_cols},
+                   {num['duration_s']} AS duration_s, {num['percent_watched']} AS percent_watched,
+                   {unreadable['duration_s']} AS bad_duration_text, {unreadable['percent_watched']} AS bad_pct_text
+            FROM {source.numbered()}),
+        c AS (
+            SELECT e.*, {reason} AS reason,
+              CASE
+                WHEN e.extra_field THEN '(row)'
+                WHEN e.lead_id IS NULL {"OR s.lead_id IS NULL OR NOT s.valid" if join else ""} THEN 'lead_id'
+                WHEN e.timestamp IS NULL THEN 'timestamp'
+                ELSE 'event_type'
+              END AS reason_column
+            FROM e {join})
+        SELECT '{file.replace("'", "''")}' AS file, _row AS row,
+               coalesce(c.lead_id, CAST(in_lead_id AS VARCHAR)) AS lead_id, reason_column AS column, reason,
+               CASE reason_column WHEN 'lead_id' THEN CAST(in_lead_id AS VARCHAR)
+                    WHEN 'timestamp' THEN CAST(in_timestamp AS VARCHAR)
+                    WHEN '(row)' THEN NULL ELSE CAST(in_event_type AS VARCHAR) END AS value,
                reason IS NULL AND duration_s < 0 AS bad_duration,
                reason IS NULL AND NOT percent_watched BETWEEN 0 AND 100 AS bad_pct,
                reason IS NULL AND bad_duration_text AS text_duration,
                reason IS NULL AND bad_pct_text AS text_pct
-        FROM _ev_checked
+        FROM c
         WHERE reason IS NOT NULL OR duration_s < 0 OR NOT percent_watched BETWEEN 0 AND 100
               OR bad_duration_text OR bad_pct_text
-    """).df()
+        """).df()
+    con.unregister("_lead_status")
+    total = accepted + len(bad_rows)
+    if total == 0:
+        out_path.unlink(missing_ok=True)
+        raise ContractError(f"{file}: the file has a header ({', '.join(columns)}) but no data rows; omit the "
+                            f"event log for a leads-only export")
     if len(bad_rows):
         flagged = pd.concat([flagged, bad_rows.assign(file=file, lead_id=None, column="(row)", bad_duration=False,
                                                       bad_pct=False, text_duration=False, text_pct=False)],
                             ignore_index=True)
     flagged = flagged.sort_values("row", kind="stable")
     rejects = flagged[flagged["reason"].notna()].reset_index(drop=True)
-    report = FileReport(file=file, rows_in=total, rows_valid=total - len(rejects), rows_rejected=len(rejects),
+    report = FileReport(file=file, rows_in=total, rows_valid=int(written), rows_rejected=len(rejects),
                         rejected_by_reason=rejects["reason"].value_counts().to_dict(),
                         columns_added=[c for c in EVENT_COLUMNS if c not in cols], read=source.dialect.to_dict())
     for col, text in (("bad_duration", "duration_s: negative, set to missing"),
@@ -701,7 +770,6 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
         if hit.any():
             report.warnings[text] = int(hit.sum())
             report.warning_rows[text] = [int(r) for r in flagged.loc[hit, "row"].head(20)]
-    con.execute("DROP VIEW _ev_checked; DROP VIEW _ev; DROP TABLE _types")
     report.check_reconciled()
     return rejects[REJECT_COLUMNS], report
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -315,30 +316,35 @@ def _atomic_writer_path(out: Path) -> Path:
     return runstore.temp_beside(out, uuid.uuid4().hex[:12])
 
 
+_REASON = re.compile(r'"sentence": "((?:[^"\\]|\\.)*)", "points": (-?\d+\.\d)')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _reason_line(reasons_json: str) -> str:
+    """One lead's listed reasons as 'sentence (+points); …' (JSON escapes decoded, controls as spaces)."""
+    parts = []
+    for sentence, points in _REASON.findall(reasons_json):
+        if "\\" in sentence:  # few: quotes, backslashes and control characters in input values
+            sentence = json.loads(f'"{sentence}"')
+        parts.append(f"{_CONTROL.sub(' ', sentence)} ({'' if points.startswith('-') else '+'}{points})")
+    return "; ".join(parts)
+
+
 def _reason_text(reasons: pd.Series, other=None) -> pd.Series:
     """'Pricing page: visited 3 times in the last 7 days (+14.2); Seniority: assistant (-8.2); all other
     factors (+1.1)' from the JSON (and ``other``, the points of the reasons not listed): the points after
     the sentence, so the text never starts with a sign (a spreadsheet would read +14.2 … as a formula);
-    JSON escapes decoded, control characters shown as spaces."""
-    parts = reasons.astype(str).str.extractall(r'"sentence": "(?P<sentence>(?:[^"\\]|\\.)*)", "points": (?P<points>-?\d+\.\d)')
+    JSON escapes decoded, control characters shown as spaces. One regular-expression pass per lead (a
+    pandas ``extractall`` + ``groupby`` took 5x longer)."""
+    joined = pd.Series([_reason_line(r) if isinstance(r, str) else "" for r in reasons], index=reasons.index,
+                       dtype=object)
     tail = pd.Series("", index=reasons.index, dtype=object)
     if other is not None:
         o = np.round(pd.to_numeric(pd.Series(np.asarray(other), index=reasons.index), errors="coerce").fillna(0.0), 1)
         tail = pd.Series(np.where(o.abs() >= 0.05, "all other factors (" + np.where(o >= 0, "+", "")
                                   + np.char.mod("%.1f", o.to_numpy()) + ")", ""), index=reasons.index, dtype=object)
-    if parts.empty:
-        return tail.str.capitalize() if other is not None else pd.Series("", index=reasons.index, dtype=object)
-    sentence = parts["sentence"].astype(object)
-    escaped = sentence.str.contains("\\", regex=False).to_numpy(dtype=bool)
-    if escaped.any():  # few: quotes, backslashes and control characters in input values
-        sentence[escaped] = [json.loads(f'"{t}"') for t in sentence[escaped]]
-    sentence = sentence.astype(str).str.replace(r"[\x00-\x1f\x7f]", " ", regex=True)
-    sign = np.where(parts["points"].str.startswith("-"), "", "+")
-    text = sentence + " (" + sign + parts["points"] + ")"
-    joined = text.groupby(level=0).agg("; ".join).reindex(reasons.index, fill_value="")
-    both = (joined != "") & (tail != "")
     out = joined.where(tail == "", joined + "; " + tail)
-    return out.where(both | (joined != ""), tail.str.capitalize())
+    return out.where(joined != "", tail.str.capitalize())
 
 
 def _row_hash(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:

@@ -433,10 +433,14 @@ DAILY_RECORDS_SQL = """
         FROM t WHERE ts IS NOT NULL GROUP BY date_trunc('day', ts) ORDER BY 1"""
 
 # Records dated after the export moment, per kind (reported: they cannot have happened yet).
+# One row, one column per kind of record: a UNION ALL of three counts comes back in thread order, which
+# made feature_metadata.json differ between two runs of the same export.
 FUTURE_RECORDS_SQL = """
-        SELECT 'leads.created_at' AS what, count(*) AS n FROM _leads WHERE created_at > {t}
-        UNION ALL SELECT 'leads.outcome_at' AS what, count(*) AS n FROM _leads WHERE outcome_at > {t}
-        UNION ALL SELECT 'events.timestamp' AS what, count(*) AS n FROM _events WHERE timestamp > {t}"""
+        SELECT (SELECT count(*) FROM _leads WHERE created_at > {t}) AS "leads.created_at",
+               (SELECT count(*) FROM _leads WHERE outcome_at > {t}) AS "leads.outcome_at",
+               (SELECT count(*) FROM _events WHERE timestamp > {t}) AS "events.timestamp"
+"""
+
 
 OUTLIER_MAX_SHARE = 0.01  # a newest cluster of records holding less than this share can be stray …
 OUTLIER_MIN_GAP_DAYS = 30  # … when a gap of at least this (and 10× the typical gap between record days) precedes it
@@ -603,12 +607,12 @@ def build_features(leads_path, events_path, out_dir, params: FeatureParams, prio
     exclusions = con.sql(EXCLUSIONS_SQL).df()
     exclusions_path = out_dir / "exclusions.csv"
     exclusions.to_csv(exclusions_path, index=False)
-    future = con.sql(FUTURE_RECORDS_SQL.format(t=_ts(export_at))).df()
+    future = {what: int(n) for what, n in con.sql(FUTURE_RECORDS_SQL.format(t=_ts(export_at))).df().iloc[0].items()}
     counts = con.sql(SNAPSHOT_COUNTS_SQL).df().iloc[0]
     metadata_path = out_dir / "feature_metadata.json"
     metadata_path.write_text(json.dumps({
         "export_at": export_at.isoformat(), "export_at_how": moment.how,
-        "records_after_export": {r.what: int(r.n) for r in future.itertuples()},
+        "records_after_export": future,
         "as_of": None if as_of_ts is None else as_of_ts.isoformat(),
         "snapshot_dates": None if grid is None else {"first": grid[0].isoformat() if grid else None,
                                                      "last": grid[-1].isoformat() if grid else None,
@@ -622,7 +626,7 @@ def build_features(leads_path, events_path, out_dir, params: FeatureParams, prio
         con.execute(f"DROP TABLE IF EXISTS {t}")
     build = FeatureBuild(features_path, exclusions_path, metadata_path, leads_in, int(counts["rows"]),
                          len(exclusions), export_at, int(counts["leads"]), moment,
-                         {r.what: int(r.n) for r in future.itertuples()})
+                         future)
     if build.leads_with_rows + build.excluded != build.leads_in:
         raise AssertionError(f"leads with feature rows {build.leads_with_rows} + excluded {build.excluded} "
                              f"!= leads {build.leads_in}")

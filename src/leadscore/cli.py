@@ -381,6 +381,9 @@ def score(
             console.print("[red]interrupted[/red]: nothing was replaced; the previous output, rejects and history are "
                           "as they were.", highlight=False)
             raise typer.Exit(EXIT_INTERRUPTED) from exc
+        finally:  # frozen objects are never collected: DuckDB's bindings would report them as leaked at exit
+            gc.unfreeze()
+            gc.collect()
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     for note in getattr(run, "recovered", []):

@@ -119,4 +119,7 @@ def test_an_iso_as_of_with_an_offset_after_a_space_scores_the_case(case, trained
 def test_keeping_an_output_column_or_an_empty_name_is_a_message(case):
     _refused(_score(case, "--as-of", "2026-10-01", "--keep", "name,points"), "--keep points", "already has")
     _refused(_score(case, "--as-of", "2026-10-01", "--keep", "name,,owner"), "--keep", "empty")
+    # matched as headers are: 'Lead ID' is lead_id, 'Points' is points
+    _refused(_score(case, "--as-of", "2026-10-01", "--keep", "Lead ID"), "--keep Lead ID", "'lead_id'")
+    _refused(_score(case, "--as-of", "2026-10-01", "--keep", "Points"), "--keep Points", "'points'")
     assert case["out"].read_bytes() == PREVIOUS

@@ -144,6 +144,17 @@ def test_rows_with_too_few_or_too_many_fields_keep_everyone_elses_row_numbers(tm
     assert report.rows_in == 5 and report.rows_valid == 2
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_rejected_rows_value_is_the_row_without_its_line_break(tmp_path, newline):
+    """Windows (CRLF) exports: the reject names the row as written, not with the previous line's break."""
+    text = newline.join(["lead_id,created_at,title", "L1,2026-09-01,CEO", "L2,2026-09-02,CTO,oops", "L3,2026-09-03,CFO"])
+    path = tmp_path / "l.csv"
+    path.write_bytes((text + newline).encode())
+    leads, rejects, _ = validate_leads(path, require_outcome=False)
+    assert list(leads["lead_id"]) == ["L1", "L3"]
+    assert rejects[["row", "reason", "value"]].values.tolist() == [[2, "4 fields, header has 3", "L2,2026-09-02,CTO,oops"]]
+
+
 def test_quoted_newlines_are_kept_and_rows_counted_as_records(tmp_path):
     path = _write(tmp_path / "l.csv", 'lead_id,created_at,title\nL1,2026-09-01,"Head of\nSales"\nL2,2026-09-02,x,y\n'
                                       'L3,2026-09-03,CEO\n')

@@ -250,6 +250,11 @@ def unfit_input(scorer: LeadScorer, leads_file: Path, events_file: Path | None) 
 
 
 # ----------------------------------------------------------------------------- pass-through columns
+def _loose(name: str) -> str:
+    """A column name ignoring case and punctuation (``Lead ID`` = ``lead_id``)."""
+    return re.sub(r"[^0-9a-z]", "", str(name).lower())
+
+
 def check_keep_columns(names) -> list[str]:
     """``--keep`` names, split on commas and de-duplicated in order; raises ``ValueError`` for a name that is
     empty or is an output column (``points``, ``reasons``, ...: the output would hold two)."""
@@ -259,8 +264,10 @@ def check_keep_columns(names) -> list[str]:
             name = name.strip()
             if not name:
                 raise ValueError("--keep: a column name is empty")
-            if name in OUTPUT_TYPES or name in STAMP_TYPES or name in CHANGE_TYPES:
-                raise ValueError(f"--keep {name}: the output already has a column {name!r}; keep another column")
+            taken = {_loose(c): c for c in ("lead_id", *OUTPUT_TYPES, *STAMP_TYPES, *CHANGE_TYPES)}
+            if _loose(name) in taken:  # 'Lead ID' is lead_id, as headers are matched
+                raise ValueError(f"--keep {name}: the output already has a column {taken[_loose(name)]!r}; "
+                                 "keep another column")
             if name not in out:
                 out.append(name)
     return out

@@ -88,7 +88,7 @@ def _load_model(model: str, trust_model: bool = False):
 
 def _first_line(exc: Exception) -> str:
     text = str(getattr(exc, "message", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
 
 
 def _known_models(model: str) -> str:
@@ -437,7 +437,8 @@ def report(
         console.print(f"[red]report failed[/red]: {os_error_sentence(exc, str(out))}", highlight=False)
         raise typer.Exit(EXIT_IO) from exc
     m = data.meta
-    new = f", {m['newly_mql']:,} newly MQL since {m['previous_as_of']}" if m["newly_mql"] is not None else ""
+    since = f" since {m['previous_as_of']}" if m.get("previous_as_of") else " (no earlier run to compare with)"
+    new = f", {m['newly_mql']:,} newly MQL{since}" if m["newly_mql"] is not None else ""
     console.print(f"wrote {out}: {m['leads']:,} leads, {m['mql']:,} MQLs{new}", highlight=False)
 
 

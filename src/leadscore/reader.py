@@ -380,7 +380,7 @@ class Source:
             else:
                 reasons.append(f"unreadable row: {str(msg).splitlines()[0]}")
         bad = pd.DataFrame({"row": rej["line"].astype("int64") - 1, "reason": reasons,
-                            "value": rej["csv_line"].astype("string").str.slice(0, 200), "_found": counts})
+                            "value": rej["csv_line"].astype("string").str.strip("\r\n").str.slice(0, 200), "_found": counts})
         # DuckDB may report one line once per extra field it stumbled on (4, 5, 6 fields): one reject per
         # row, with the row's real field count (the largest).
         bad = (bad.sort_values(["row", "_found"], ascending=[True, False], kind="stable")

@@ -155,6 +155,24 @@ def test_a_rejected_rows_value_is_the_row_without_its_line_break(tmp_path, newli
     assert rejects[["row", "reason", "value"]].values.tolist() == [[2, "4 fields, header has 3", "L2,2026-09-02,CTO,oops"]]
 
 
+def test_a_file_read_with_the_wrong_separator_names_the_separator_option(tmp_path):
+    path = _write(tmp_path / "l.csv", "Lead ID;created_at;title\nL1;2026-09-01;CEO\n")
+    with pytest.raises(ContractError, match=r"separated by ';'.*--sep"):
+        validate_leads(path, require_outcome=False, options={"sep": ","})
+
+
+def test_an_event_of_an_unreadable_lead_row_says_it_may_be_that_row(tmp_path):
+    """A leads row with a wrong field count has no id to link its events to: they are not found, and the
+    reason says the leads file had unreadable rows (and how many), not only "not found"."""
+    leads_path = _write(tmp_path / "l.csv", "lead_id,created_at,title\nL1,2026-09-01,CEO\nL2,2026-09-02,CTO,oops\n")
+    leads, lead_rejects, _ = validate_leads(leads_path, require_outcome=False)
+    ev = _write(tmp_path / "e.csv", "lead_id,timestamp,event_type\nL1,2026-09-03,web_visit\nL2,2026-09-03,web_visit\n")
+    rejects, report = validate_events(ev, leads, lead_rejects, tmp_path / "out.parquet")
+    assert report.rows_valid == 1
+    assert rejects[["row", "lead_id", "reason"]].values.tolist() == [
+        [2, "L2", "lead_id not found in the leads file (1 row of the leads file could not be read: it may be that one)"]]
+
+
 def test_quoted_newlines_are_kept_and_rows_counted_as_records(tmp_path):
     path = _write(tmp_path / "l.csv", 'lead_id,created_at,title\nL1,2026-09-01,"Head of\nSales"\nL2,2026-09-02,x,y\n'
                                       'L3,2026-09-03,CEO\n')

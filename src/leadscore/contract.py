@@ -114,9 +114,15 @@ def _check_columns(columns, spec: dict, file: str, required_extra=()) -> dict[st
         for m in missing:
             close = difflib.get_close_matches(m, list(by_canon), n=1, cutoff=0.6)
             hints.append(f"'{m}'" + (f" (did you mean '{by_canon[close[0]]}'?)" if close else ""))
+        # One header cell holding another separator: the file was split on the wrong one.
+        seps = [sep for sep in (";", "\t", "|", ",")
+                if any(_canonical(part) in spec for c in columns if sep in str(c) for part in str(c).split(sep))]
+        fix = (f"The header looks separated by {seps[0]!r}, not by the separator used: set it (score --sep, "
+               f"data.read.sep in params.yaml or read.sep in a mapping)."
+               if seps else "Rename them to the contract's names (see README: data contract).")
         raise ContractError(
             f"{file}: required column(s) {', '.join(hints)} missing. Found columns: "
-            f"{', '.join(map(str, columns))}. Rename them to the contract's names (see README: data contract)."
+            f"{', '.join(map(str, columns))}. {fix}"
         )
     return {c: by_canon[c] for c in spec if c in by_canon}
 
@@ -614,6 +620,12 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
     # Each lead id once: valid, or rejected in the leads file (a duplicate id is valid by its first row).
     valid_ids = leads["lead_id"].dropna().drop_duplicates()
     rejected_ids = rejected_leads["lead_id"].dropna().drop_duplicates()
+    # Rows of the leads file that could not be read (wrong field count) carry no id: an event of such a
+    # lead is "not found", and says it may be one of them.
+    unread = int(rejected_leads["lead_id"].isna().sum()) if "lead_id" in rejected_leads else 0
+    not_found = "lead_id not found in the leads file" + (
+        f" ({unread:,} row{'s' if unread != 1 else ''} of the leads file could not be read: it may be "
+        f"{'one of them' if unread != 1 else 'that one'})" if unread else "")
     rejected_ids = rejected_ids[~rejected_ids.isin(valid_ids)]
     status = pd.DataFrame({"lead_id": pd.concat([valid_ids, rejected_ids], ignore_index=True).astype(str),
                            "valid": np.r_[np.ones(len(valid_ids), bool), np.zeros(len(rejected_ids), bool)]})
@@ -705,7 +717,7 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
                 WHEN e.lead_id IS NULL THEN 'lead_id is missing'
                 WHEN (s.lead_id IS NULL OR NOT s.valid) AND {id_sql('e.lead_id')[1]} THEN '{ID_RULE_REASON}'
                 WHEN s.lead_id IS NOT NULL AND NOT s.valid THEN 'lead was rejected in the leads file'
-                WHEN s.lead_id IS NULL THEN 'lead_id not found in the leads file'
+                WHEN s.lead_id IS NULL THEN '{not_found}'
                 WHEN e.timestamp IS NULL AND nullif(trim({raw_ts}), '') IS NULL THEN 'timestamp is missing'
                 WHEN e.timestamp IS NULL AND regexp_full_match(trim({raw_ts}), '{AMBIGUOUS_DATE}')
                   THEN 'timestamp: day and month order is ambiguous; {TS_HINT}'

@@ -251,8 +251,9 @@ def test_empty_and_header_only_files_say_so(tmp_path, content, message):
         validate_leads(path)
     leads = pd.DataFrame({"lead_id": ["L1"]})
     ev = _write(tmp_path / "e.csv", content.replace(LEADS_HEADER, "lead_id,timestamp,event_type"))
-    with pytest.raises(ContractError, match=message):
+    with pytest.raises(ContractError, match=message) as raised:
         validate_events(ev, leads, leads.iloc[:0], tmp_path / "o.parquet")
+    assert "omit the event log" in str(raised.value)  # an empty event log: score the leads without one
 
 
 def test_header_only_parquet_says_so(tmp_path):

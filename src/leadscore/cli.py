@@ -273,7 +273,7 @@ def score(
     allow_unfit: bool = typer.Option(False, help="Score an export the model was not made for (its custom columns absent, "
                                                  "or no events while behaviour carried most of its signal) with a "
                                                  "warning instead of exit 4."),
-    max_reject_share: float = typer.Option(0.05, min=0.0, max=1.0, help="Fail (exit 4) when more leads than this break the contract."),
+    max_reject_share: float = typer.Option(0.05, min=0.0, max=1.0, help="Fail (exit 4) when a larger share of the leads, or of the events, than this breaks the contract."),
     shap_engine: str = typer.Option(None, help="Override the model's explanation engine: fast | lightgbm (same values)."),
     memory_limit: str = typer.Option(None, help="DuckDB memory limit for validation and features, e.g. 2GB (default "
                                                 "768MB; it spills past it; more is faster on large exports)."),

@@ -593,7 +593,12 @@ def validate_events(path: str | Path, leads: pd.DataFrame, rejected_leads: pd.Da
 
         con = connect()
     con.execute("SET TimeZone = 'UTC'")
-    source = Source(path, con, ReadOptions.of(options), nullstr=NULL_STRINGS)
+    try:
+        source = Source(path, con, ReadOptions.of(options), nullstr=NULL_STRINGS)
+    except ContractError as exc:
+        if "(0 bytes)" in str(exc) or "no header and no rows" in str(exc):  # as for a header-only event log
+            raise ContractError(f"{exc}; omit the event log for a leads-only export") from None
+        raise
     try:
         return _validate_event_source(source, file, leads, rejected_leads, out_path, con)
     except duckdb.Error as exc:  # e.g. a file that is not what it was detected to be

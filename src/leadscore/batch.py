@@ -250,11 +250,6 @@ def unfit_input(scorer: LeadScorer, leads_file: Path, events_file: Path | None) 
 
 
 # ----------------------------------------------------------------------------- pass-through columns
-def _loose(name: str) -> str:
-    """A column name ignoring case and punctuation (``Lead ID`` = ``lead_id``)."""
-    return re.sub(r"[^0-9a-z]", "", str(name).lower())
-
-
 def check_keep_columns(names) -> list[str]:
     """``--keep`` names, split on commas and de-duplicated in order; raises ``ValueError`` for a name that is
     empty or is an output column (``points``, ``reasons``, ...: the output would hold two)."""
@@ -264,9 +259,9 @@ def check_keep_columns(names) -> list[str]:
             name = name.strip()
             if not name:
                 raise ValueError("--keep: a column name is empty")
-            taken = {_loose(c): c for c in ("lead_id", *OUTPUT_TYPES, *STAMP_TYPES, *CHANGE_TYPES)}
-            if _loose(name) in taken:  # 'Lead ID' is lead_id, as headers are matched
-                raise ValueError(f"--keep {name}: the output already has a column {taken[_loose(name)]!r}; "
+            canonical = contract._canonical(name)  # 'Lead ID' is lead_id, as the contract matches headers
+            if canonical in ("lead_id", *OUTPUT_TYPES, *STAMP_TYPES, *CHANGE_TYPES):
+                raise ValueError(f"--keep {name}: the output already has a column {canonical!r}; "
                                  "keep another column")
             if name not in out:
                 out.append(name)

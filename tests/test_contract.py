@@ -271,3 +271,29 @@ def test_valid_events_keep_the_files_order_whatever_the_sizes(tmp_path, fmt, unk
     assert out["timestamp"].tolist() == pd.to_datetime(kept["timestamp"]).tolist()
     assert report.rows_valid == len(kept) and report.rows_rejected == len(events) - len(kept)
     assert (rejects["reason"] == "lead_id not found in the leads file").sum() == len(events) - len(kept)
+
+
+@pytest.mark.parametrize("unknown", [0, 3, 2200])
+def test_free_order_writes_the_same_events_and_rejects_as_the_kept_order(tmp_path, unknown):
+    # A batch job's working copy (keep_order=False) may be written by every thread in any order, but it
+    # holds exactly the rows (and the values) of the ordered file, and the same rejects.
+    n_leads, n_events = 4000, 6000
+    leads = pd.DataFrame({"lead_id": [f"L{i}" for i in range(n_leads)]})
+    ids = [f"L{(i * 7919) % n_leads}" for i in range(n_events)]
+    ids = [f"X{i}" for i in range(unknown)] + ids[unknown:]
+    events = pd.DataFrame({"lead_id": ids,
+                           "timestamp": [f"2025-01-{1 + i % 28:02d} {i % 24:02d}:00:00" if i % 97 else "13/01/2025"
+                                         for i in range(n_events)],
+                           "event_type": ["web_visit", "pricing_page", "Email Open", "bogus"] * (n_events // 4),
+                           "percent_watched": [str(i % 150) for i in range(n_events)]})
+    src = tmp_path / "ev.parquet"
+    events.to_parquet(src, index=False)
+    got = {}
+    for keep in (True, False):
+        rejects, report = validate_events(src, leads, leads.iloc[:0], tmp_path / f"out_{keep}.parquet", keep_order=keep)
+        out = pd.read_parquet(tmp_path / f"out_{keep}.parquet")
+        got[keep] = (out.sort_values(list(out.columns), kind="stable").reset_index(drop=True), rejects, report)
+    pd.testing.assert_frame_equal(got[True][0], got[False][0])
+    pd.testing.assert_frame_equal(got[True][1], got[False][1])
+    assert got[True][2].rows_valid == got[False][2].rows_valid == len(got[False][0])
+    assert got[False][2].rows_valid + got[False][2].rows_rejected == n_events

@@ -504,7 +504,8 @@ def _check_events(events_path, lead_keys: pd.DataFrame, lead_rejects: pd.DataFra
     con = features.connect(memory_limit=memory_limit)
     try:
         event_rejects, event_report = contract.validate_events(events_path, lead_keys[["lead_id"]], lead_rejects,
-                                                               work / "events.parquet", con=con, options=read_options)
+                                                               work / "events.parquet", con=con, options=read_options,
+                                                               keep_order=False)
         n_late = con.sql(f"SELECT count(*) FROM read_parquet('{work / 'events.parquet'}') "
                          f"WHERE timestamp > TIMESTAMP '{as_of_ts}'").fetchall()[0][0]
     finally:

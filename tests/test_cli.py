@@ -56,6 +56,17 @@ def test_validate_exits_3_with_the_file_and_column_on_bad_input(tmp_path):
     assert "leads.csv" in r.output and "created_at" in r.output
 
 
+def test_messages_off_a_terminal_keep_paths_whole(tmp_path):
+    # A scheduler's log is not a terminal: rich would break lines at 80 columns and cut a long path in two.
+    deep = tmp_path / ("exports-of-the-marketing-automation-system-" * 3) / "nightly" / "leads-2026-11-30.csv"
+    deep.parent.mkdir(parents=True)
+    pd.DataFrame({"lead_id": ["a"], "created": ["2025-01-01"]}).to_csv(deep, index=False)
+    p = str(_params_file(tmp_path, **{"data.leads": str(deep), "data.events": None, "data.priority_accounts": None}))
+    r = runner.invoke(app, ["validate", "-p", p, "--out", str(tmp_path / "v")])
+    assert r.exit_code == EXIT_CONTRACT and len(str(deep)) > 160
+    assert str(deep) in r.output, r.output
+
+
 def test_validate_writes_rejects_before_failing_on_too_many(tmp_path):
     p = _params_file(tmp_path)
     runner.invoke(app, ["synth", "-p", str(p), "--out", str(tmp_path / "raw"), "--truth-out", str(tmp_path / "t")])

@@ -126,6 +126,23 @@ def test_a_wrong_encoding_set_names_the_file_and_the_option(tmp_path):
         validate_leads(path, options={"encoding": "utf-8"})
 
 
+@pytest.mark.parametrize("encoding", ["windows-1252", "latin-1", "cp1250"])
+def test_a_single_byte_encoding_set_for_utf8_text_is_refused_not_garbled(tmp_path, encoding):
+    # Read as Windows-1252, UTF-8 'é' becomes 'Ã©' with no error at all: refused, naming the line, both
+    # readings and the option; an ASCII-only file or a real Windows-1252 file reads as set.
+    path = _write(tmp_path / "l.csv", f"{LEADS_HEADER}\nL1,2026-09-01,a.de,CEO,10,5\nL2,2026-09-01,b.fr,"
+                                      f"Directeur Général,10,5\n")
+    with pytest.raises(ContractError, match=r"l\.csv: encoding .* is set, but the file is UTF-8 text: line 3 "
+                                            r"holds 'Général', which .* would become 'G.*'.*encoding: utf-8"):
+        validate_leads(path, options={"encoding": encoding}, require_outcome=False)
+    ascii_only = _write(tmp_path / "a.csv", f"{LEADS_HEADER}\nL1,2026-09-01,a.de,CEO,10,5\n")
+    assert validate_leads(ascii_only, options={"encoding": encoding}, require_outcome=False)[0]["title"].iloc[0] == "CEO"
+    real = _write(tmp_path / "r.csv", f"{LEADS_HEADER}\nL2,2026-09-01,b.fr,Directeur Général,10,5\n", "cp1252")
+    if encoding != "cp1250":  # (é is the same byte in both)
+        leads = validate_leads(real, options={"encoding": encoding}, require_outcome=False)[0]
+        assert leads["title"].iloc[0] == "Directeur Général"
+
+
 def test_case_malformed_row_is_rejected_with_row_number_and_counts(tmp_path):
     _, _, _, ev_rejects, ev_report, events = _leads_events("malformed_row", tmp_path)
     assert ev_rejects[["row", "reason"]].values.tolist() == [[2, "7 fields, header has 6"]]
@@ -535,3 +552,14 @@ def test_header_only_leads_fail_the_score_job(model, tmp_path):
     result = CliRunner().invoke(app, ["score", "--model", str(model), "--as-of", AS_OF, "--leads", str(leads),
                                       "--out", str(tmp_path / "out.csv")])
     assert result.exit_code == 3 and "no data rows" in result.output
+
+
+def test_score_refuses_a_wrong_encoding_option_with_exit_3_and_keeps_the_previous_output(model, tmp_path):
+    leads = _write(tmp_path / "l.csv", f"{LEADS_HEADER}\nL2,2026-09-01,b.fr,Directeur Général,10,5\n")
+    out = tmp_path / "out.csv"
+    out.write_text("previous\n")
+    result = CliRunner().invoke(app, ["score", "--model", str(model), "--as-of", AS_OF, "--leads", str(leads),
+                                      "--encoding", "windows-1252", "--out", str(out)])
+    assert result.exit_code == 3, result.output
+    assert "is UTF-8 text" in " ".join(result.output.split()) and "'Général'" in result.output
+    assert out.read_text() == "previous\n"

@@ -134,6 +134,7 @@ def test_usable_cpus_follow_the_container_quota_not_the_host(monkeypatch, tmp_pa
 
     from leadscore import config
 
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
     files = {"/sys/fs/cgroup/cpu.max": "200000 100000\n"}
     real = P.read_text
@@ -147,5 +148,9 @@ def test_usable_cpus_follow_the_container_quota_not_the_host(monkeypatch, tmp_pa
     assert config.usable_cpus() == 2
     files["/sys/fs/cgroup/cpu.max"] = "max 100000\n"  # no quota: the affinity
     assert config.usable_cpus() == 64
+    for omp, want in (("8", 8), ("1", 1), ("4,2", 4), ("0", 64), ("", 64), ("many", 64)):  # OpenMP's own setting caps it
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+        assert config.usable_cpus() == want, omp
+    monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert config.usable_cpus() == 1

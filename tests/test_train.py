@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscore.pipeline import run_train
 
 
 def test_metrics_file_has_the_keys_dvc_and_users_read(trained):
@@ -41,7 +40,8 @@ def test_registered_pyfunc_reloads_and_gives_the_same_probabilities(trained):
 
     logged = trained["result"]["mlflow"]
     model = mlflow.pyfunc.load_model(logged["model_uri"])
-    table = pd.read_parquet(trained["tmp"] / "features" / "features.parquet")
+    # every 8th snapshot row: every period, lead age and calibration step, an eighth of the scoring time
+    table = pd.read_parquet(trained["tmp"] / "features" / "features.parquet").iloc[::8].reset_index(drop=True)
     local = joblib.load(trained["tmp"] / "models" / "model.joblib")
     served = model.predict(table)
     # the served probability is shown to 4 decimals (within 0.0001-0.9999)
@@ -74,8 +74,5 @@ def test_run_holds_params_metrics_lineage_and_the_challenger_alias(trained):
     assert "plots/reliability.png" in artifacts
 
 
-def test_training_is_deterministic(trained, tmp_path):
-    again = run_train(trained["params"], trained["tmp"] / "features", tmp_path / "models", tmp_path / "reports",
-                      tmp_path / "outputs",
-                      log_to_mlflow=False)
-    assert again["metrics"] == trained["result"]["metrics"]
+# (Training is deterministic: tests/test_batch_operator.py::test_same_seed_same_bytes_across_hash_seeds runs
+# the whole pipeline twice, under two hash seeds, and compares every output byte for byte.)

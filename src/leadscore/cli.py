@@ -27,7 +27,27 @@ from leadscore.config import load_params
 
 app = typer.Typer(help="leadscore: predictive lead scoring from CRM and marketing-automation exports.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
-console = Console(stderr=True)
+
+
+def _width_off_terminal() -> int | None:
+    """Columns for output that is not a terminal (a pipe, a file, a scheduler's or CI's log): rich would
+    break every line at 80 columns, cutting paths and ids in two (they can then be neither copied nor
+    searched) and squeezing the help. Such output gets 160 columns, and messages are never broken (soft
+    wrap). A terminal keeps its width; COLUMNS or TERMINAL_WIDTH, when set, win."""
+    import os
+    import sys
+
+    if os.environ.get("COLUMNS") or os.environ.get("TERMINAL_WIDTH") or sys.stderr.isatty() or sys.stdout.isatty():
+        return None
+    return 160
+
+
+_WIDTH = _width_off_terminal()
+if _WIDTH:
+    import typer.rich_utils
+
+    typer.rich_utils.MAX_WIDTH = _WIDTH  # the help, as typer's TERMINAL_WIDTH would set it
+console = Console(stderr=True, soft_wrap=True, width=_WIDTH)
 EXIT_USAGE = 2
 EXIT_CONTRACT = 3
 EXIT_BATCH = 4

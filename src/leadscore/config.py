@@ -13,7 +13,8 @@ def usable_cpus() -> int:
     """CPUs this process may really use: its CPU affinity, capped by a cgroup CPU quota (containers, CI).
 
     ``os.cpu_count()`` reports the host's cores; in a container limited to 2 CPUs on a 64-core host,
-    OpenMP (LightGBM) would start 64 spinning threads per process and run many times slower.
+    OpenMP (LightGBM) would start 64 spinning threads per process and run many times slower. A positive
+    ``OMP_NUM_THREADS`` (the standard OpenMP setting, e.g. for several jobs sharing a machine) caps it.
     """
     import math
     import os
@@ -31,6 +32,9 @@ def usable_cpus() -> int:
             break
         except (OSError, ValueError, IndexError):
             continue
+    omp = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if omp.isdigit() and int(omp) > 0:
+        n = min(n, int(omp))
     return max(1, n)
 
 

@@ -869,8 +869,9 @@ def enforce_reject_share(rejects: pd.DataFrame, report: FileReport, max_share: f
     share = report.rows_rejected / report.rows_in
     if share <= max_share:
         return
-    lines = [f"{report.file}: {report.rows_rejected:,} of {report.rows_in:,} rows ({share:.1%}) rejected, "
-             f"more than validate.max_reject_share = {max_share:.1%}:"]
+    read = (report.read or {}).get("described")
+    lines = [f"{report.file}{f' (read as {read})' if read else ''}: {report.rows_rejected:,} of {report.rows_in:,} "
+             f"rows ({share:.1%}) rejected, more than validate.max_reject_share = {max_share:.1%}:"]
     mine = rejects[rejects["file"] == report.file]
     for (column, reason), grp in mine.groupby(["column", "reason"], sort=False):
         ex = grp.head(EXAMPLES)

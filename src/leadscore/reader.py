@@ -127,6 +127,26 @@ def _detect_encoding(head: bytes) -> str:
         return "windows-1252"
 
 
+def _refuse_utf8_read_as_single_byte(sample: bytes, encoding: str, file: str) -> None:
+    """A single-byte encoding set for a file whose bytes are UTF-8 text with accents would turn every 'é'
+    into 'Ã©' without a single error (wrong titles, industries and names, exit 0): refused, with the line
+    and both readings. (Text written in Windows-1252 or Latin-1 is practically never valid UTF-8 once it
+    holds a non-ASCII character.)"""
+    name = codecs.lookup(encoding).name
+    if name.startswith(("utf", "utf_")) or all(b < 0x80 for b in sample[:SAMPLE_BYTES]):
+        return
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    lines = text.splitlines()
+    n, line = next((i + 1, ln) for i, ln in enumerate(lines) if any(ord(c) > 127 for c in ln))
+    word = next(w for w in re.split(r"[\s,;|\t]+", line) if any(ord(c) > 127 for c in w))[:40]
+    raise ReadError(f"{file}: encoding {encoding} is set, but the file is UTF-8 text: line {n} holds {word!r}, which "
+                    f"read as {encoding} would become {word.encode('utf-8').decode(encoding, 'replace')!r}. Remove "
+                    f"the encoding option (UTF-8 is detected) or set encoding: utf-8")
+
+
 def _cut(head: bytes) -> bytes:
     """The sample up to its last newline (no character or record cut in half), unless it is the whole file."""
     i = head.rfind(b"\n")
@@ -231,6 +251,8 @@ def sniff_csv(path: Path, options: ReadOptions | None = None) -> CsvLayout:
         line = head[: exc.start].count(b"\n") + 1
         raise ReadError(f"{file}: line {line} is not valid {encoding} ({exc.reason}); the file's encoding is "
                         f"something else: {OPTIONS_HINT} (e.g. encoding: windows-1252)") from exc
+    if how["encoding"] == "set":
+        _refuse_utf8_read_as_single_byte(head if whole else _cut(head), encoding, file)
     text = text.lstrip("\ufeff")
     if not text.strip():
         raise ReadError(f"{file}: the file holds no header and no rows (only blank space)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -130,8 +131,12 @@ def log_training_run(*, params: dict, metrics: dict, scorer_path: Path, input_ex
     it with ``alias``."""
     import mlflow
     import leadscore
-    from leadscore.pyfunc import LeadScorePyfunc
 
+    # Silenced at the source, for what users cannot act on: the artifact progress bar drawn while MLflow
+    # checks the input example (noise in logs), and the warning that this uv environment has no pip
+    # (the model's requirements are pinned explicitly: _requirements()).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=run_name(params, tags)) as run:
@@ -153,7 +158,8 @@ def log_training_run(*, params: dict, metrics: dict, scorer_path: Path, input_ex
 
         output = score_frame(joblib.load(scorer_path), input_example)
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=LeadScorePyfunc(), artifacts={"scorer": str(scorer_path)},
+            name="model", python_model=str(Path(leadscore.__file__).parent / "pyfunc_model.py"),
+            artifacts={"scorer": str(scorer_path)},
             code_paths=[str(Path(leadscore.__file__).parent)], signature=model_signature(input_example, output),
             input_example=input_example, pip_requirements=_requirements(), registered_model_name=registered_model,
         )

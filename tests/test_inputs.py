@@ -384,6 +384,23 @@ def test_emails_and_domains_are_normalised_one_way_and_unmatched_priority_entrie
     assert unmatched_priority(pri, leads)["domain"].tolist() == ["globex.com"]
 
 
+@pytest.mark.parametrize("text", ["account_id,domain\n", "account_id,domain\r\n", "domain\n"])
+def test_a_header_only_priority_list_means_no_priority_accounts(tmp_path, text):
+    # README: "without a priority list, point data.priority_accounts at a CSV holding just the header"
+    pri = read_priority_accounts(_write(tmp_path / "p.csv", text))
+    assert pri.empty and list(pri.columns) == ["account_id", "domain"]
+    empty_leads = pd.DataFrame({"account_id": ["a"], "email_domain": ["acme.com"]})
+    assert unmatched_priority(pri, empty_leads).empty
+
+
+def test_score_with_a_header_only_priority_list_scores_every_lead(model, tmp_path):
+    pri = _write(tmp_path / "p.csv", "account_id,domain\n")
+    result = _score(model, "float_ids", tmp_path / "out.csv", "--priority-accounts", str(pri),
+                    "--max-reject-share", "0.5")
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "out.csv")) > 0
+
+
 # ============================================================================ 7. mappings
 def _export_csv(tmp_path, text, name="export.csv"):
     return _write(tmp_path / name, text)

@@ -188,6 +188,7 @@ def _registered_scorer(client, mv, tmp: Path) -> tuple[LeadScorer, Path, str] | 
     digest = (mv.tags or {}).get(SCORER_SHA256_TAG)
     if not digest:
         return None
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per download: noise in logs
     source = client.get_model_version_download_uri(mv.name, mv.version).rstrip("/")
     try:
         path = mlflow.artifacts.download_artifacts(artifact_uri=f"{source}/artifacts/scorer.joblib", dst_path=str(tmp))

@@ -133,8 +133,9 @@ def _known_models(model: str) -> str:
 
 
 def _progress() -> Progress:
+    """A progress bar on a terminal; none in a log (a scheduler's, CI's, a pipe), where it is only noise."""
     return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=False)
+                    TimeElapsedColumn(), console=console, transient=False, disable=not console.is_terminal)
 
 
 @app.command()

@@ -841,7 +841,7 @@ def read_priority_accounts(path: str | Path | None, options: ReadOptions | dict 
     if path is None:
         return pd.DataFrame({"account_id": pd.Series(dtype="str"), "domain": pd.Series(dtype="str")})
     path = Path(path)
-    raw = read_table(path, ReadOptions.of(options), nullstr=NULL_STRINGS).frame
+    raw = read_table(path, ReadOptions.of(options), nullstr=NULL_STRINGS, allow_empty=True).frame  # header only: none
     by = {_canonical(c): c for c in raw.columns}
     for alias in ("website", "url", "company_domain", "email_domain", "email"):
         if "domain" not in by and alias in by:

@@ -452,8 +452,11 @@ class Table:
 
 
 def read_table(path: str | Path, options: ReadOptions | None = None, nullstr: tuple[str, ...] = ("",),
-               what: str = "") -> Table:
-    """Read a whole (small enough) table into pandas through :class:`Source`: leads, priority lists, exports."""
+               what: str = "", allow_empty: bool = False) -> Table:
+    """Read a whole (small enough) table into pandas through :class:`Source`: leads, priority lists, exports.
+
+    A file with a header and no rows raises :class:`ReadError`, unless ``allow_empty`` (a list that may
+    legitimately be empty, e.g. no priority accounts): then the frame has the columns and no rows."""
     path = Path(path)
     if not path.exists():
         raise ReadError(f"{path}: file not found")
@@ -462,7 +465,7 @@ def read_table(path: str | Path, options: ReadOptions | None = None, nullstr: tu
             frame = pd.read_parquet(path)
         except Exception as exc:
             raise ReadError(f"{path}: cannot be read as Parquet: {exc}") from exc
-        if frame.empty:
+        if frame.empty and not allow_empty:
             raise ReadError(f"{path}: the file has columns ({', '.join(map(str, frame.columns))}) but no data rows")
         bad = pd.DataFrame({"row": pd.Series(dtype="int64"), "reason": pd.Series(dtype="str"),
                             "value": pd.Series(dtype="str")})
@@ -488,6 +491,8 @@ def read_table(path: str | Path, options: ReadOptions | None = None, nullstr: tu
         for c in frame.columns:
             frame[c] = frame[c].astype("string").astype(object).where(frame[c].notna(), None)
         rows_in = len(frame) + len(bad)
+        if rows_in == 0 and allow_empty:
+            return Table(frame, bad, src.dialect, 0)
         if rows_in == 0:
             raise ReadError(f"{path}: the file has a header ({', '.join(src.columns)}) but no data rows")
         if frame.empty:

@@ -176,6 +176,7 @@ def validate(
         console.print(f"[red]input breaks the data contract[/red]\n{exc}", highlight=False)
         raise typer.Exit(EXIT_CONTRACT) from exc
     table = Table("file", "read as", "rows in", "valid", "rejected", "warnings", title="validation")
+    table.columns[0].overflow = "fold"  # a long path is folded whole, never cut to "…" (two files told apart)
     for r in reports:
         warn = "; ".join(r.warning_lines()) or "-"
         table.add_row(r.file, r.read.get("described", ""), f"{r.rows_in:,}", f"{r.rows_valid:,}",

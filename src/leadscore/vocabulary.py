@@ -33,7 +33,7 @@ class EventType:
 
 EVENT_TYPES: tuple[EventType, ...] = (
     EventType("email_open", FIRST_TOUCH, "opened {n} marketing emails", "email opens",
-              "Marketing emails", "opened 1", "opened {n}", "No marketing email opened"),
+              "Marketing emails", "opened 1 email", "opened {n} emails", "No marketing email opened"),
     EventType("email_click", FIRST_TOUCH, "clicked {n} marketing emails", "email clicks",
               "Email clicks", "clicked through 1 email", "clicked through {n} emails", "No email clicked"),
     EventType("web_visit", FIRST_TOUCH, "visited the website {n} times", "website visits",

@@ -150,6 +150,48 @@ def test_case_malformed_row_is_rejected_with_row_number_and_counts(tmp_path):
     assert list(events["asset"]) == ["/home", "case-study:acme"]  # the other rows are used, none shifted
 
 
+LEADS6 = "lead_id,created_at,title,industry,employees,outcome"
+
+
+@pytest.mark.parametrize("row, fields", [("L2,2026-10-05,VP, Sales,Software,10,", 7),  # extra field empty
+                                         ("L2,2026-10-05,VP, Sales,Software,10,,", 8),  # two empty extras
+                                         ("L2,2026-10-05,A, B, C,Software,,,", 9)])
+def test_a_row_with_more_fields_whose_extras_are_empty_is_rejected_never_read_shifted(tmp_path, row, fields):
+    # DuckDB's strict mode drops empty extra fields and would read "VP, Sales" shifted (industry " Sales",
+    # employees "Software"); the row is rejected with its number, everyone else's rows and numbers kept.
+    text = f"{LEADS6}\nL0,2026-10-01,CEO,Software\nL1,2026-10-01,CEO,Software,250,open\n{row}\nL3,2026-10-06,CTO,Software,20,open\n"
+    leads, rejects, report = validate_leads(_write(tmp_path / "l.csv", text), require_outcome=False)
+    assert leads["lead_id"].tolist() == ["L1", "L3"] and leads["title"].tolist() == ["CEO", "CTO"]
+    got = dict(zip(rejects["row"], rejects["reason"]))
+    assert got[1].endswith(" fields, header has 6") and set(got) == {1, 3}  # (a short row: rejected by DuckDB)
+    assert got[3].startswith("more fields than the header's 6") or got[3] == f"{fields} fields, header has 6"
+    assert report.rows_in == 4 and report.warnings == {}
+
+
+@pytest.mark.parametrize("keep_order", [True, False])
+def test_an_event_row_with_empty_extra_fields_is_rejected_in_both_orders(tmp_path, keep_order):
+    leads = validate_leads(_write(tmp_path / "l.csv", "lead_id,created_at\nL1,2026-01-01\nL2,2026-01-01\n"),
+                           require_outcome=False)[0]
+    text = ("lead_id,timestamp,event_type,asset\nL1,2026-01-05 10:00:00,web_visit,/home\n"
+            "L2,2026-01-05 11:00:00,web_visit,/a, b,\n"  # shifted: asset "/a", then " b" and ""
+            "L2,2026-01-05 11:00:00,content_download,ebook,\n"  # one empty extra field
+            "L1,2026-01-06 10:00:00,pricing_page,\nL2,2026-01-07 10:00:00,web_visit,x\n")
+    rejects, report = validate_events(_write(tmp_path / "e.csv", text), leads, leads.iloc[:0],
+                                      tmp_path / "v.parquet", keep_order=keep_order)
+    out = pd.read_parquet(tmp_path / "v.parquet")
+    assert sorted(out["asset"].fillna("").tolist()) == ["", "/home", "x"]
+    assert rejects["row"].tolist() == [2, 3] and report.rows_in == 5 and report.rows_valid == 3
+    assert rejects["reason"].iloc[1].startswith("more fields than the header's 4")
+
+
+def test_a_file_with_many_rows_with_extra_empty_fields_is_refused_naming_the_options(tmp_path):
+    from leadscore.reader import Source
+
+    rows = "".join(f"L{i},2026-10-05,VP, Sales,Software,10,\n" for i in range(Source.MAX_EXTRA_FIELD_ROWS + 1))
+    with pytest.raises(ContractError, match=r"1,001 rows have more fields than the header's 6.*sep"):
+        validate_leads(_write(tmp_path / "l.csv", f"{LEADS6}\n{rows}"), require_outcome=False)
+
+
 def test_rows_with_too_few_or_too_many_fields_keep_everyone_elses_row_numbers(tmp_path):
     rows = ["L1,2026-09-01,web_visit", "L1,2026-09-02", "L1,2026-09-03,web_visit,x", "L1,2026-09-04,nonsense",
             'L1,2026-09-05,"web_visit"']

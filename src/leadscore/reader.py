@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 SEPARATORS = (",", ";", "\t", "|")
@@ -317,6 +318,18 @@ def _ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
+def _q_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _row_numbers(accepted: np.ndarray, rejected_rows: np.ndarray) -> np.ndarray:
+    """File row numbers of accepted rows k (1-based among the rows a scan accepted), given the row numbers
+    the scan rejected: row k is k plus the number of rejected rows before it."""
+    rejected_rows = np.sort(rejected_rows)
+    c = rejected_rows - np.arange(1, len(rejected_rows) + 1)
+    return accepted + np.searchsorted(c, accepted, side="left")
+
+
 class Source:
     """A file as a DuckDB table expression with its 1-based row number ``_row`` (and, for a CSV with a
     trailing delimiter, ``_trailing_field_``), plus the rows the CSV reader rejected."""
@@ -365,6 +378,74 @@ class Source:
         self.columns = list(lay.names)
         self.types = {n: "VARCHAR" for n in names}
         self._numbered = None
+        self._exclude_extra_field_rows(names)
+
+    # A row with MORE fields than the header whose extra fields are all empty ("a,b, c,d,,": a separator
+    # inside an unquoted value, then empty last fields) is not rejected by DuckDB's strict mode: it drops
+    # the empty extras and reads the row shifted. A check-only scan counts every record's fields: one
+    # sentinel column after the header's, null padding, and a null string that never occurs, so a present
+    # but empty field reads '' and an absent one NULL. Such rows are rejected with their row numbers and
+    # left out of ``plain`` and ``numbered()``.
+    _SENTINEL = "__leadscore_extra_field__"
+    #: More such rows than this: the file is refused (its separator or quoting is wrong, not a few rows).
+    MAX_EXTRA_FIELD_ROWS = 1000
+
+    def _exclude_extra_field_rows(self, names: list[str]) -> None:
+        lay = self.layout
+        h = len(lay.names)
+        tag = uuid.uuid4().hex[:10]
+        rt, rs = f"_rejx_{tag}", f"_rejxscan_{tag}"
+        cols = "{" + ", ".join(f"{_q(n)}: 'VARCHAR'" for n in [*names, self._SENTINEL]) + "}"
+        check = (f"read_csv({_q(lay.utf8_path)}, auto_detect=false, header=true, delim={_q(lay.dialect.sep)}, "
+                 f"quote='\"', escape='\"', columns={cols}, nullstr=['\u0001leadscore-never-null'], "
+                 f"null_padding=true, strict_mode=true, store_rejects=true, rejects_table={_q(rt)}, "
+                 f"rejects_scan={_q(rs)}, max_line_size=10000000)")
+        text = " || ',' || ".join(f"coalesce({_q_ident(n)}, '')" for n in lay.names)
+        try:
+            hits = self.con.sql(f"""
+                SELECT _rn, {text} AS value FROM (
+                    SELECT row_number() OVER () AS _rn, * FROM {check})
+                WHERE {_q_ident(self._SENTINEL)} IS NOT NULL ORDER BY _rn""").df()
+        except duckdb.Error:
+            self.con.execute(f"DROP TABLE IF EXISTS {rt}; DROP TABLE IF EXISTS {rs}")
+            return  # the main read reports what is wrong with the file
+        try:
+            check_rej = self.con.sql(f"SELECT line - 1 AS row, any_value(csv_line) AS value FROM {rt} "
+                                     f"GROUP BY line ORDER BY line").df()
+        except duckdb.Error:  # no rejects table: the scan rejected nothing
+            check_rej = pd.DataFrame({"row": pd.Series(dtype="int64"), "value": pd.Series(dtype="str")})
+        finally:
+            self.con.execute(f"DROP TABLE IF EXISTS {rt}; DROP TABLE IF EXISTS {rs}")
+        if hits.empty and check_rej.empty:
+            return
+        main_bad = self.scan_rejects()  # what DuckDB itself rejected (a scan of the file)
+        # record number of the check scan's accepted row k: k + the rows that scan rejected before it
+        rows = _row_numbers(hits["_rn"].to_numpy(dtype="int64"), check_rej["row"].to_numpy(dtype="int64"))
+        # a row with even more empty extras is rejected by the check scan, yet read (shifted) by the main one
+        more = check_rej[~check_rej["row"].isin(main_bad["row"])]
+        found = pd.DataFrame({"row": np.r_[rows, more["row"].to_numpy(dtype="int64")],
+                              "value": pd.concat([hits["value"], more["value"]], ignore_index=True).astype("string")})
+        # (rows DuckDB rejected itself, e.g. an extra field that holds a value, keep that reject)
+        found = found[~found["row"].isin(main_bad["row"])].sort_values("row").reset_index(drop=True)
+        if found.empty:
+            return
+        if len(found) > self.MAX_EXTRA_FIELD_ROWS:
+            raise ReadError(f"{self.path}: {len(found):,} rows have more fields than the header's {h} (e.g. row "
+                            f"{int(found['row'].iloc[0])}); the separator or the quoting is not what was "
+                            f"detected ({self.dialect.describe()}): {OPTIONS_HINT}")
+        rows = found["row"].to_numpy(dtype="int64")
+        # the same rows as the main read's accepted row numbers: minus the rows it rejected before them
+        main_rn = rows - np.searchsorted(np.sort(main_bad["row"].to_numpy(dtype="int64")), rows, side="left")
+        keep = " AND ".join(f"_rn <> {int(k)}" for k in main_rn)  # no IN list: a join would lose the order
+        self.plain = (f"(SELECT * EXCLUDE (_rn) FROM (SELECT row_number() OVER () AS _rn, * FROM {self.plain}) "
+                      f"WHERE {keep})")
+        trail = " (not counting the trailing delimiter)" if self.dialect.trailing_delimiter else ""
+        extra = pd.DataFrame({"row": rows,
+                              "reason": f"more fields than the header's {h}{trail}; the extra ones are empty "
+                                        f"(a separator inside an unquoted value?)",
+                              "value": found["value"].str.strip("\r\n").str.slice(0, 200)})
+        self._bad = (pd.concat([main_bad, extra], ignore_index=True).sort_values("row", kind="stable")
+                     .reset_index(drop=True))
 
     # the reader's rejects are known once the file has been scanned (rows rejected by field count)
     def scan_rejects(self) -> pd.DataFrame:

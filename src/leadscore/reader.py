@@ -318,10 +318,6 @@ def _ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
-def _q_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _row_numbers(accepted: np.ndarray, rejected_rows: np.ndarray) -> np.ndarray:
     """File row numbers of accepted rows k (1-based among the rows a scan accepted), given the row numbers
     the scan rejected: row k is k plus the number of rejected rows before it."""
@@ -400,12 +396,13 @@ class Source:
                  f"quote='\"', escape='\"', columns={cols}, nullstr=['\u0001leadscore-never-null'], "
                  f"null_padding=true, strict_mode=true, store_rejects=true, rejects_table={_q(rt)}, "
                  f"rejects_scan={_q(rs)}, max_line_size=10000000)")
-        text = " || ',' || ".join(f"coalesce({_q_ident(n)}, '')" for n in lay.names)
+        sep = lay.dialect.sep.replace("'", "''")
+        text = f" || '{sep}' || ".join(f"coalesce({_ident(n)}, '')" for n in lay.names)  # the row as written
         try:
             hits = self.con.sql(f"""
                 SELECT _rn, {text} AS value FROM (
                     SELECT row_number() OVER () AS _rn, * FROM {check})
-                WHERE {_q_ident(self._SENTINEL)} IS NOT NULL ORDER BY _rn""").df()
+                WHERE {_ident(self._SENTINEL)} IS NOT NULL ORDER BY _rn""").df()
         except duckdb.Error:
             self.con.execute(f"DROP TABLE IF EXISTS {rt}; DROP TABLE IF EXISTS {rs}")
             return  # the main read reports what is wrong with the file

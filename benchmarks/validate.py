@@ -6,9 +6,10 @@
 
 Synthesizes the funnel once (not timed; kept in --workdir), writes the event log also as CSV, then runs
 ``contract.validate_events`` on each format in a fresh process (DuckDB memory limit 768MB, as in a scoring
-job), printing seconds, events per second and peak RSS. ``--order``: ``keep`` writes the valid events in the
-file's order (the pipeline's validate stage: same input, same bytes), ``free`` lets every thread write (a
-batch job's working copy); ``both`` (default) runs each.
+job), printing seconds, events per second and peak RSS, and adding them to
+``benchmarks/results/validate_<leads>.json`` (``--label`` names the version timed). ``--order``: ``keep``
+writes the valid events in the file's order (the pipeline's validate stage: same input, same bytes),
+``free`` lets every thread write (a batch job's working copy); ``both`` (default) runs each.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def main() -> None:
     ap.add_argument("--formats", default="parquet,csv")
     ap.add_argument("--order", choices=["keep", "free", "both"], default="both")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--label", default="this commit", help="name of the version timed (with PYTHONPATH: another one)")
+    ap.add_argument("--results", default=None,
+                    help="JSON file the figures are added to (default benchmarks/results/validate_<leads>.json)")
     args = ap.parse_args()
 
     import duckdb
@@ -65,6 +69,10 @@ def main() -> None:
         duckdb.sql(f"COPY (SELECT * FROM read_parquet('{events}')) TO '{csv}' (HEADER, DELIMITER ',')")
     leads = next((work / "raw").glob("leads.*"))
     orders = ["keep", "free"] if args.order == "both" else [args.order]
+    import os
+
+    out_json = Path(args.results) if args.results else ROOT / "benchmarks" / "results" / f"validate_{args.leads}.json"
+    results = json.loads(out_json.read_text()) if out_json.exists() else {"leads": args.leads, "runs": []}
     for fmt in args.formats.split(","):
         for order in orders:
             src = events if fmt == "parquet" else csv
@@ -75,6 +83,14 @@ def main() -> None:
                 print(done.stderr[-3000:])
                 raise SystemExit(done.returncode)
             r = json.loads(done.stdout.strip().splitlines()[-1])
+            r.update(format=fmt, order=order, version=args.label, cpus=os.cpu_count(),
+                     load_avg_1min=round(os.getloadavg()[0], 2))
+            # one figure per (version, format, order): a new run replaces the one before
+            results["runs"] = [x for x in results["runs"] if (x["version"], x["format"], x["order"]) !=
+                               (args.label, fmt, order)] + [r]
+            results["events"] = r["rows"]
+            out_json.parent.mkdir(parents=True, exist_ok=True)
+            out_json.write_text(json.dumps(results, indent=2) + "\n")
             print(f"{fmt:8s} {order}-order: {r['rows']:,} events validated in {r['seconds']:.1f} s "
                   f"({r['rows'] / r['seconds']:,.0f}/s), {r['rejected']:,} rejected, peak RSS {r['peak_gib']:.2f} GiB",
                   flush=True)

@@ -1,5 +1,7 @@
 """Bad input: a clear error naming file, column and rows; rejected rows are kept with their reason."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -242,6 +244,41 @@ def test_common_null_spellings_mean_missing(tmp_path):
     assert pd.isna(valid.loc[1, "title"]) and pd.isna(valid.loc[1, "outcome_at"])
 
 
+def _parts_bytes(folder) -> list[tuple[str, bytes]]:
+    return [(p.name, p.read_bytes()) for p in sorted(Path(folder).glob("*.parquet"))]
+
+
+@pytest.mark.parametrize("unknown", [0, 3])
+def test_a_parquet_log_is_written_as_ordered_parts_with_the_same_bytes_on_any_thread_count(tmp_path, monkeypatch, unknown):
+    # Parts of EVENT_PART_ROWS rows are written side by side, each in order: read in name order they are the
+    # file's valid events in the file's order, and a machine with another number of threads writes the
+    # same parts, byte for byte. A stale part of an earlier, larger run is not left behind.
+    import leadscore.contract as contract
+    from leadscore.features import connect
+
+    monkeypatch.setattr(contract, "EVENT_PART_ROWS", 700)
+    n = 3000
+    ids = [f"L{(i * 7919) % 500}" if i % 997 != 5 or not unknown else f"X{i}" for i in range(n)]
+    events = pd.DataFrame({"lead_id": ids, "timestamp": pd.date_range("2025-01-01", periods=n, freq="37min"),
+                           "event_type": ["web_visit", "pricing_page", "Email Open"] * (n // 3)})
+    events.to_parquet(tmp_path / "ev.parquet", index=False, row_group_size=250)
+    leads = pd.DataFrame({"lead_id": [f"L{i}" for i in range(500)]})
+    out = tmp_path / "out.parquet"
+    out.mkdir()
+    (out / "part-00009.parquet").write_bytes(b"stale")
+    runs = []
+    for threads in (1, 2, 3):
+        _, report = validate_events(tmp_path / "ev.parquet", leads, leads.iloc[:0], out, con=connect(threads=threads))
+        runs.append(_parts_bytes(out))
+    assert runs[0] == runs[1] == runs[2]
+    assert [name for name, _ in runs[0]] == [f"part-{i:05d}.parquet" for i in range(5)]  # 3,000 rows / 700
+    kept = events[events["lead_id"].str.startswith("L")].reset_index(drop=True)
+    back = pd.read_parquet(out)
+    assert back["lead_id"].tolist() == kept["lead_id"].tolist()
+    assert back["timestamp"].tolist() == kept["timestamp"].tolist()
+    assert report.rows_valid == len(kept) and report.rows_rejected == n - len(kept)
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 @pytest.mark.parametrize("unknown", [0, 3, 2200])
 def test_valid_events_keep_the_files_order_whatever_the_sizes(tmp_path, fmt, unknown):
@@ -264,7 +301,7 @@ def test_valid_events_keep_the_files_order_whatever_the_sizes(tmp_path, fmt, unk
     outs = []
     for k in range(2):
         rejects, report = validate_events(src, leads, leads.iloc[:0], tmp_path / f"out{k}.parquet")
-        outs.append((tmp_path / f"out{k}.parquet").read_bytes())
+        outs.append(_parts_bytes(tmp_path / f"out{k}.parquet"))
     assert outs[0] == outs[1]
     out = pd.read_parquet(tmp_path / "out0.parquet")
     kept = events[~events["lead_id"].str.startswith("X")]

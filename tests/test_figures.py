@@ -4,7 +4,17 @@ import json
 
 import pytest
 
-from leadscore.figures import END, START, current_block, render, replace_block, update_readme
+from leadscore.figures import (
+    BENCH_END,
+    BENCH_START,
+    END,
+    START,
+    current_block,
+    render,
+    render_benchmarks,
+    replace_block,
+    update_readme,
+)
 from tests.helpers import ROOT
 
 METRICS = {
@@ -49,6 +59,44 @@ def test_readme_figures_match_the_committed_metrics():
         pytest.skip("reports/metrics.json is not committed in this checkout")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert current_block(readme) == render(json.loads(metrics.read_text())), "README figures are stale: make figures"
+
+
+VALIDATE = {"leads": 1000, "events": 98000, "runs": [
+    {"seconds": 2.0, "rows": 98000, "rejected": 0, "peak_gib": 0.384, "format": "parquet", "order": "keep",
+     "version": "this commit", "cpus": 2, "load_avg_1min": 1.5}]}
+SCORE = {"leads": 1000, "engine": "local", "chunk": 500, "modes": {
+    "none": {"seconds": 4.0, "scored": 1000, "peak_gib": 0.5, "load_avg_1min": [0.4, 1.2],
+             "stages": [{"stage": "validate events", "seconds": 1.5, "peak_gib": 0.3}]},
+    "all": {"seconds": 8.0, "scored": 1000, "peak_gib": 0.75, "load_avg_1min": [1.2, 1.9],
+            "stages": [{"stage": "validate events", "seconds": 1.25, "peak_gib": 0.3},
+                       {"stage": "SHAP", "seconds": 2.0, "peak_gib": 0.7}]}}}
+
+
+def test_the_benchmark_block_says_what_the_benchmark_json_says(tmp_path):
+    (tmp_path / "validate_1000.json").write_text(json.dumps(VALIDATE))
+    (tmp_path / "score_1000.json").write_text(json.dumps(SCORE))
+    block = render_benchmarks(tmp_path)
+    assert block.startswith(BENCH_START) and block.endswith(BENCH_END)
+    assert "| 98,000 | parquet | keep | this commit | 2.0 | 49,000 | 0.38 | 1.5 |" in block
+    assert "| validate events | 1.50 (0.30) | 1.25 (0.30) |" in block
+    assert "| SHAP | – | 2.00 (0.70) |" in block  # a stage one mode did not run
+    assert "**4.0** (0.50), 250 leads/s, load 0.4–1.2" in block and "**8.0** (0.75), 125 leads/s" in block
+    # a new figure in the JSON makes the README stale until `make figures`
+    readme = tmp_path / "README.md"
+    (tmp_path / "m.json").write_text(json.dumps(METRICS))
+    readme.write_text(f"{START}\n{END}\n\n{BENCH_START}\n{BENCH_END}\n")
+    update_readme(readme, tmp_path / "m.json", write=True, bench_dir=tmp_path)
+    assert update_readme(readme, tmp_path / "m.json", write=False, bench_dir=tmp_path)
+    later = json.loads(json.dumps(SCORE))
+    later["modes"]["all"]["seconds"] = 9.0
+    (tmp_path / "score_1000.json").write_text(json.dumps(later))
+    assert not update_readme(readme, tmp_path / "m.json", write=False, bench_dir=tmp_path)
+
+
+def test_readme_benchmark_figures_match_the_committed_benchmark_json():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert current_block(readme, BENCH_START, BENCH_END) == render_benchmarks(ROOT / "benchmarks" / "results"), \
+        "README benchmark figures are stale: make figures"
 
 
 def test_mlflow_runs_are_named_by_what_they_are(monkeypatch):

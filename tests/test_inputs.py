@@ -241,6 +241,38 @@ def test_quoted_newlines_are_kept_and_rows_counted_as_records(tmp_path):
     assert rejects[["row", "reason"]].values.tolist() == [[2, "4 fields, header has 3"]]
 
 
+def test_a_long_quoted_field_is_read_whole_in_leads_and_events(tmp_path):
+    # A notes field of several MB (with separators and line breaks inside its quotes) is one value: the
+    # reader's buffer is sized for records up to reader.MAX_LINE_BYTES, not for the default 2 MB.
+    from leadscore.reader import MAX_LINE_BYTES
+
+    note = ("call back, maybe\n" * 250_000)[: 3_500_000]
+    assert 2_097_152 < len(note) < MAX_LINE_BYTES
+    path = _write(tmp_path / "l.csv", f'lead_id,created_at,notes\nL1,2026-09-01,"{note}"\nL2,2026-09-02,short\n')
+    leads, rejects, _ = validate_leads(path, require_outcome=False)
+    assert rejects.empty and list(leads["lead_id"]) == ["L1", "L2"]
+    ev = _write(tmp_path / "e.csv", f'lead_id,timestamp,event_type,asset\nL1,2026-09-03,web_visit,"{note}"\n'
+                                    f'L2,2026-09-04,web_visit,/pricing\n')
+    ev_rejects, report = validate_events(ev, leads, rejects, tmp_path / "ev.parquet")
+    out = pd.read_parquet(tmp_path / "ev.parquet")
+    assert ev_rejects.empty and report.rows_valid == 2
+    assert out["asset"].str.len().tolist() == [len(note.strip()), len("/pricing")]
+
+
+def test_valid_events_replace_what_an_earlier_run_left_at_the_output_path(tmp_path):
+    # An older version wrote one file there; a run on a larger log left more parts: neither is read as data.
+    leads = pd.DataFrame({"lead_id": ["L1", "L2"]})
+    ev = _write(tmp_path / "e.csv", "lead_id,timestamp,event_type\nL1,2026-09-03,web_visit\nL2,2026-09-04,web_visit\n")
+    out = tmp_path / "ev.parquet"
+    pd.DataFrame({"lead_id": ["OLD"] * 3}).to_parquet(out)
+    validate_events(ev, leads, leads.iloc[:0], out)
+    assert out.is_dir() and pd.read_parquet(out)["lead_id"].tolist() == ["L1", "L2"]
+    pd.DataFrame({"lead_id": ["STALE"]}).to_parquet(out / "part-00007.parquet")
+    validate_events(ev, leads, leads.iloc[:0], out)
+    assert sorted(p.name for p in out.iterdir()) == ["part-00000.parquet"]
+    assert pd.read_parquet(out)["lead_id"].tolist() == ["L1", "L2"]
+
+
 def test_priority_lists_and_exports_use_the_same_reader(tmp_path):
     path = _write(tmp_path / "p.csv", "Domain;Account ID\nhttps://www.Acme.com/about;\n;A-7\n", "utf-16")
     pri = read_priority_accounts(path)

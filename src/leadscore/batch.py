@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from leadscore import contract, features, runstore, safecsv
+from leadscore.reader import parquet_rows, parquet_sql
 from leadscore.stages import Stages
 from leadscore.runstore import JobBusy, JobIOError  # noqa: F401 (re-exported for the CLI)
 from leadscore.reasons import group_layout, group_matrix, group_sentences
@@ -238,7 +239,7 @@ def unfit_input(scorer: LeadScorer, leads_file: Path, events_file: Path | None) 
             problems.append(f"{len(absent)} of the model's {len(custom)} custom column(s) are absent or empty in this "
                             f"export ({', '.join(absent[:8])}{' …' if len(absent) > 8 else ''}); they carried "
                             f"{share:.0%} of its signal")
-    n_events = 0 if events_file is None else pq.ParquetFile(events_file).metadata.num_rows
+    n_events = 0 if events_file is None else parquet_rows(events_file)
     # Behaviour built from the event log (not mapped export columns, not the lead's age).
     from_events = {m["name"] for m in scorer.model.metadata
                    if m["group"] == "behavior" and not m["name"].startswith("x_") and m["name"] != "lead_age_days"}
@@ -507,7 +508,7 @@ def _check_events(events_path, lead_keys: pd.DataFrame, lead_rejects: pd.DataFra
         event_rejects, event_report = contract.validate_events(events_path, lead_keys[["lead_id"]], lead_rejects,
                                                                work / "events.parquet", con=con, options=read_options,
                                                                keep_order=False)
-        n_late = con.sql(f"SELECT count(*) FROM read_parquet('{work / 'events.parquet'}') "
+        n_late = con.sql(f"SELECT count(*) FROM {parquet_sql(work / 'events.parquet')} "
                          f"WHERE timestamp > TIMESTAMP '{as_of_ts}'").fetchall()[0][0]
     finally:
         con.close()

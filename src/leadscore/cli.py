@@ -522,12 +522,13 @@ def main() -> None:  # pragma: no cover
 def figures(
     readme: Path = typer.Option(Path("README.md"), help="The README whose figures block is generated."),
     metrics: Path = typer.Option(Path("reports/metrics.json"), help="The train stage's metrics."),
-    write: bool = typer.Option(False, "--write", help="Rewrite the block (otherwise only check it, exit 1 if stale)."),
+    bench: Path = typer.Option(Path("benchmarks/results"), help="The benchmarks' JSON figures."),
+    write: bool = typer.Option(False, "--write", help="Rewrite the blocks (otherwise only check them, exit 1 if stale)."),
 ) -> None:
-    """README figures from the run, never typed: check (or --write) the block between the figures markers."""
+    """README figures from the run and the benchmarks, never typed: check (or --write) the generated blocks."""
     from leadscore.figures import update_readme
 
-    if update_readme(readme, metrics, write):
+    if update_readme(readme, metrics, write, bench_dir=bench if bench.is_dir() else None):
         console.print(f"{readme}: figures match {metrics}")
     elif write:
         console.print(f"{readme}: figures rewritten from {metrics}")

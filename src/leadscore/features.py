@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.config import FeatureParams
+from leadscore.reader import parquet_sql
 from leadscore.vocabulary import FEATURE_EVENT_TYPES, FREE_MAIL_DOMAINS, LATE_FUNNEL, STAGE_RANK
 
 FIT, BEHAVIOR, ACCOUNT = "fit", "behavior", "account"
@@ -562,6 +563,9 @@ DEFAULT_MEMORY_LIMIT = "4GB"  # DuckDB spills to disk past this: memory stays bo
 def connect(threads: int | None = None, memory_limit: str | None = DEFAULT_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    # DuckDB's own progress bar writes to stdout mid-line (it broke a benchmark's JSON line); the jobs
+    # report their own progress and stage times
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
@@ -570,8 +574,11 @@ def connect(threads: int | None = None, memory_limit: str | None = DEFAULT_MEMOR
 
 
 def _source(path) -> str:
+    """A Parquet file, a folder of Parquet parts (what ``validate`` writes for events), or a CSV file."""
+    if Path(path).is_dir() or str(path).lower().endswith((".parquet", ".pq")):
+        return parquet_sql(path)
     p = str(path).replace("'", "''")
-    return f"read_parquet('{p}')" if str(path).lower().endswith((".parquet", ".pq")) else f"read_csv('{p}')"
+    return f"read_csv('{p}')"
 
 
 def build_features(leads_path, events_path, out_dir, params: FeatureParams, priority_path=None,

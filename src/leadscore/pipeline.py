@@ -4,6 +4,7 @@ calls these; they know nothing of the command line."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -57,7 +58,8 @@ def run_validate(params: Params, out_dir: str | Path) -> list[contract.FileRepor
                                                          options=read)
         reports.append(ev_report)
         rejects.append(ev_rejects)
-    else:
+    else:  # (a folder of parts; a file from an older version)
+        shutil.rmtree(out / "events.parquet", ignore_errors=True)
         (out / "events.parquet").unlink(missing_ok=True)
     priority = contract.read_priority_accounts(params.data.priority_accounts, read)
     priority.to_parquet(out / "priority_accounts.parquet", index=False)

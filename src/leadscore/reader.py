@@ -155,6 +155,9 @@ def _cut(head: bytes) -> bytes:
 
 
 def _records(text: str, sep: str, limit: int = SAMPLE_RECORDS) -> list[list[str]]:
+    # Python's csv module refuses a field over 128 KiB (a long notes field): allow what DuckDB reads
+    if csv.field_size_limit() < MAX_LINE_BYTES:
+        csv.field_size_limit(MAX_LINE_BYTES)
     out = []
     for rec in csv.reader(io.StringIO(text, newline=""), delimiter=sep, quotechar='"', doublequote=True, strict=False):
         out.append(rec)
@@ -310,6 +313,13 @@ def _transcode(src: Path, dst: Path, encoding: str, file: str) -> None:
 
 
 # ----------------------------------------------------------------------------- DuckDB sources
+#: Longest CSV record read (a long quoted note field); DuckDB's buffer defaults to 16 times this (160 MB per
+#: buffer, ~0.5 GiB resident while a 10M-row file is scanned): two records' worth is enough (10M events:
+#: 0.14 instead of 0.51 GiB, and faster).
+MAX_LINE_BYTES = 10_000_000
+CSV_BUFFER_BYTES = 2 * MAX_LINE_BYTES
+
+
 def _q(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
@@ -370,7 +380,7 @@ class Source:
         self.plain = (f"read_csv({_q(lay.utf8_path)}, auto_detect=false, header=true, delim={_q(lay.dialect.sep)}, "
                       f"quote='\"', escape='\"', columns={cols}, nullstr=[{nulls}], strict_mode=true, "
                       f"store_rejects=true, rejects_table={_q(self._rt)}, rejects_scan={_q(self._rs)}, "
-                      f"max_line_size=10000000)")
+                      f"max_line_size={MAX_LINE_BYTES}, buffer_size={CSV_BUFFER_BYTES})")
         self.columns = list(lay.names)
         self.types = {n: "VARCHAR" for n in names}
         self._numbered = None
@@ -395,14 +405,17 @@ class Source:
         check = (f"read_csv({_q(lay.utf8_path)}, auto_detect=false, header=true, delim={_q(lay.dialect.sep)}, "
                  f"quote='\"', escape='\"', columns={cols}, nullstr=['\u0001leadscore-never-null'], "
                  f"null_padding=true, strict_mode=true, store_rejects=true, rejects_table={_q(rt)}, "
-                 f"rejects_scan={_q(rs)}, max_line_size=10000000)")
+                 f"rejects_scan={_q(rs)}, max_line_size={MAX_LINE_BYTES}, buffer_size={CSV_BUFFER_BYTES})")
         sep = lay.dialect.sep.replace("'", "''")
         text = f" || '{sep}' || ".join(f"coalesce({_ident(n)}, '')" for n in lay.names)  # the row as written
         try:
+            # a streamed count first (numbering every row holds the file in memory); rows only when there are any
+            n_hits = self.con.sql(f"SELECT count(*) FROM {check} WHERE {_ident(self._SENTINEL)} IS NOT NULL").fetchall()[0][0]
             hits = self.con.sql(f"""
                 SELECT _rn, {text} AS value FROM (
                     SELECT row_number() OVER () AS _rn, * FROM {check})
-                WHERE {_ident(self._SENTINEL)} IS NOT NULL ORDER BY _rn""").df()
+                WHERE {_ident(self._SENTINEL)} IS NOT NULL ORDER BY _rn""").df() if n_hits else \
+                pd.DataFrame({"_rn": pd.Series(dtype="int64"), "value": pd.Series(dtype="str")})
         except duckdb.Error:
             self.con.execute(f"DROP TABLE IF EXISTS {rt}; DROP TABLE IF EXISTS {rs}")
             return  # the main read reports what is wrong with the file
@@ -488,6 +501,14 @@ class Source:
         self._bad = bad
         return self._bad
 
+    def row_range(self, start: int, stop: int) -> str:
+        """A Parquet file's rows ``start`` ≤ row < ``stop`` (0-based, in the file's order) as a table
+        expression with the file's columns; DuckDB skips the row groups outside the range."""
+        if self.dialect.format != "parquet":
+            raise ValueError("row ranges are read from a Parquet file only")
+        return (f"(SELECT * EXCLUDE (file_row_number) FROM read_parquet({_q(self.path)}, file_row_number=true) "
+                f"WHERE file_row_number >= {int(start)} AND file_row_number < {int(stop)})")
+
     def numbered(self) -> str:
         """The table with ``_row``: the file's data row number, counting the rows the reader rejected."""
         if self._numbered is not None:
@@ -549,6 +570,7 @@ def read_table(path: str | Path, options: ReadOptions | None = None, nullstr: tu
                             "value": pd.Series(dtype="str")})
         return Table(frame.reset_index(drop=True), bad, Dialect("parquet"), len(frame))
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     src = Source(path, con, options, nullstr)
     try:
         try:
@@ -580,3 +602,30 @@ def read_table(path: str | Path, options: ReadOptions | None = None, nullstr: tu
     finally:
         src.close()
         con.close()
+
+
+def parquet_sql(path: str | Path) -> str:
+    """``read_parquet`` of a Parquet file, or of a folder of Parquet parts (``part-00000.parquet`` …, read
+    in name order: the order they were written in)."""
+    p = Path(path)
+    return f"read_parquet({_q(p / '*.parquet' if p.is_dir() else p)})"
+
+
+def parquet_rows(path: str | Path) -> int:
+    """Rows of a Parquet file or of a folder of Parquet parts, from the files' footers (no data read)."""
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in (sorted(p.glob("*.parquet")) if p.is_dir() else [p]))
+
+
+def fresh_parquet_folder(path: str | Path) -> Path:
+    """An empty folder at ``path`` for Parquet parts: a file or folder left there by an earlier run is
+    removed first (a stale part would otherwise be read as data)."""
+    p = Path(path)
+    if p.is_dir():
+        shutil.rmtree(p)
+    else:
+        p.unlink(missing_ok=True)
+    p.mkdir(parents=True)
+    return p

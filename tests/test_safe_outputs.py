@@ -12,12 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from typer.testing import CliRunner
 
 from leadscore import safecsv
 from leadscore.batch import _reason_text, score_leads
 from leadscore.cli import app
-from leadscore.scoring import reasons_json
+from leadscore.scoring import reason_lines, reason_text, reasons_json
 from tests.helpers import ROOT, small_params
 
 CASES = ROOT.parent.parent / "shared" / "cases"
@@ -82,6 +85,27 @@ def test_reason_text_puts_the_points_after_the_sentence_and_decodes_escapes():
     assert text[0].startswith('Visited the "pricing" page 3 times (+14.2); Title seniority is assistant (-8.2); x')
     assert text[0].endswith("y (+1.0)") and not any(ch in text[0] for ch in CONTROL)
     assert text[1] == ""
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=arrays(object, (4, 3), elements=st.text(max_size=12) | st.sampled_from(["Job title: CEO", '"q" \\', ""])),
+       pts=arrays(float, (4, 3), elements=st.floats(-60, 60).map(lambda v: round(v, 1))),
+       counts=st.lists(st.integers(0, 3), min_size=4, max_size=4),
+       other=st.lists(st.floats(-9, 9), min_size=4, max_size=4))
+def test_the_scorers_reason_text_is_what_its_json_reads_back_as(texts, pts, counts, other):
+    # LeadScorer.score(text=True) writes the one-line text from the sentences themselves; a reused run's
+    # text is read back from its JSON: both must give the same text, for any sentence (quotes, backslashes,
+    # control characters, unicode) and any number of listed reasons; each distinct value is rendered once.
+    texts = np.vstack([texts[:2], texts[:2]])  # repeated sentences: rendered once, placed everywhere
+    valid = np.arange(3)[None, :] < np.array(counts)[:, None]
+    names = np.full((4, 3), "title", dtype=object)
+    js = reasons_json(names, texts, pts, valid)
+    parsed = [json.loads(x) for x in js]
+    assert [[r["sentence"] for r in p] for p in parsed] == [list(texts[i, :c]) for i, c in enumerate(counts)]
+    assert [[r["points"] for r in p] for p in parsed] == [list(pts[i, :c]) for i, c in enumerate(counts)]
+    from_json = _reason_text(pd.Series(['{"positive": ' + x + ', "negative": []}' for x in js]), np.array(other))
+    direct = reason_text(reason_lines(texts, pts, valid), np.array(other))
+    assert direct.tolist() == from_json.tolist()
 
 
 # ----------------------------------------------------------------------------- the jobs

@@ -322,3 +322,17 @@ def test_a_missing_value_in_any_column_reads_not_known_and_never_raises(scorer_a
     assert any("not known" in t for t in sentences["company"][1:])
     out = scorer.score(sample.assign(**{c: missing for c in names}))
     assert out["probability"].between(0, 1).all() and out["reasons"].map(json.loads).map(len).gt(0).all()
+
+
+def test_the_one_line_text_lists_positive_then_negative_reasons_and_the_rest(scorer_and_table):
+    # score(text=True) writes reasons_text from the sentences: exactly what the batch job reads back from
+    # the reasons JSON of a reused run (positives, then negatives, then "all other factors"), for every lead.
+    from leadscore.batch import _reason_text
+
+    scorer, table = scorer_and_table
+    scored = scorer.score(table.head(400), text=True)
+    back = _reason_text(scored["reasons"], scored["other_points"])
+    assert scored["reasons_text"].tolist() == back.tolist()
+    both = [json.loads(r) for r in scored["reasons"]]
+    assert any(r["positive"] and r["negative"] for r in both)  # the join of the two lists is exercised
+    assert scored.drop(columns="reasons_text").equals(scorer.score(table.head(400)))

@@ -36,7 +36,7 @@ from leadscore.reader import parquet_rows, parquet_sql
 from leadscore.stages import Stages
 from leadscore.runstore import JobBusy, JobIOError  # noqa: F401 (re-exported for the CLI)
 from leadscore.reasons import group_layout, group_matrix, group_sentences
-from leadscore.scoring import LeadScorer, reasons_json
+from leadscore.scoring import CONTROL, LeadScorer, reason_text, reasons_json
 
 EXPLAIN_MODES = ("all", "mql", "changed", "none")
 SCORE_COLUMNS = ["probability", "points", "band", "fit_grade", "engagement_grade", "matrix_cell", "is_mql",
@@ -321,7 +321,6 @@ def _atomic_writer_path(out: Path) -> Path:
 
 
 _REASON = re.compile(r'"sentence": "((?:[^"\\]|\\.)*)", "points": (-?\d+\.\d)')
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _reason_line(reasons_json: str) -> str:
@@ -330,7 +329,7 @@ def _reason_line(reasons_json: str) -> str:
     for sentence, points in _REASON.findall(reasons_json):
         if "\\" in sentence:  # few: quotes, backslashes and control characters in input values
             sentence = json.loads(f'"{sentence}"')
-        parts.append(f"{_CONTROL.sub(' ', sentence)} ({'' if points.startswith('-') else '+'}{points})")
+        parts.append(f"{CONTROL.sub(' ', sentence)} ({'' if points.startswith('-') else '+'}{points})")
     return "; ".join(parts)
 
 
@@ -338,17 +337,11 @@ def _reason_text(reasons: pd.Series, other=None) -> pd.Series:
     """'Pricing page: visited 3 times in the last 7 days (+14.2); Seniority: assistant (-8.2); all other
     factors (+1.1)' from the JSON (and ``other``, the points of the reasons not listed): the points after
     the sentence, so the text never starts with a sign (a spreadsheet would read +14.2 … as a formula);
-    JSON escapes decoded, control characters shown as spaces. One regular-expression pass per lead (a
-    pandas ``extractall`` + ``groupby`` took 5x longer)."""
+    JSON escapes decoded, control characters shown as spaces. For reasons read back (a reused run's JSON);
+    freshly scored leads get the same text from :meth:`LeadScorer.score` (``text=True``)."""
     joined = pd.Series([_reason_line(r) if isinstance(r, str) else "" for r in reasons], index=reasons.index,
                        dtype=object)
-    tail = pd.Series("", index=reasons.index, dtype=object)
-    if other is not None:
-        o = np.round(pd.to_numeric(pd.Series(np.asarray(other), index=reasons.index), errors="coerce").fillna(0.0), 1)
-        tail = pd.Series(np.where(o.abs() >= 0.05, "all other factors (" + np.where(o >= 0, "+", "")
-                                  + np.char.mod("%.1f", o.to_numpy()) + ")", ""), index=reasons.index, dtype=object)
-    out = joined.where(tail == "", joined + "; " + tail)
-    return out.where(joined != "", tail.str.capitalize())
+    return reason_text(joined, other).set_axis(reasons.index)
 
 
 def _row_hash(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -738,8 +731,11 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
                 n_explained += n_exp
                 n_reused += n_reuse
                 chunk.insert(0, "lead_id", X["lead_id"].to_numpy())
-                with stages("reason text"):
-                    chunk["reasons_text"] = _reason_text(chunk["reasons"], chunk["other_points"]).to_numpy()
+                with stages("reason text"):  # (the scorer wrote it for the leads it explained now)
+                    read_back = chunk["reasons_text"].isna().to_numpy()
+                    if read_back.any():
+                        chunk.loc[read_back, "reasons_text"] = _reason_text(
+                            chunk.loc[read_back, "reasons"], chunk.loc[read_back, "other_points"]).to_numpy()
                 if history_dir is not None or previous is not None:
                     cur = pd.concat([chunk[["lead_id", "points", "is_mql"]],
                                      pd.DataFrame(contrib, columns=contrib_cols)], axis=1)
@@ -837,15 +833,16 @@ def _score_chunk(scorer: LeadScorer, X: pd.DataFrame, explain: str, near: float,
         todo = np.zeros(n, bool)
     else:
         todo = ~reuse
-    out = pd.DataFrame(index=range(n), columns=SCORE_COLUMNS, dtype=object)
+    out = pd.DataFrame(index=range(n), columns=SCORE_COLUMNS + ["reasons_text"], dtype=object)
     contrib = np.full((n, len(scorer.model.feature_names)), np.nan)
     if todo.any():
         sub = X[todo]
         with stages("SHAP"):
             exp = scorer.explain(sub, engine)
         with stages("reason text"):
-            scored = scorer.score(sub, explanation=exp)
-            out.loc[np.flatnonzero(todo), SCORE_COLUMNS] = scored[SCORE_COLUMNS].to_numpy()
+            scored = scorer.score(sub, explanation=exp, text=True)
+            out.loc[np.flatnonzero(todo), SCORE_COLUMNS + ["reasons_text"]] = \
+                scored[SCORE_COLUMNS + ["reasons_text"]].to_numpy()
         contrib[todo] = exp.contributions
     rest = ~todo & ~reuse
     if rest.any():  # scored, not explained: points, band and MQL flag only

@@ -384,8 +384,8 @@ def group_sentences(features, X: pd.DataFrame, index: np.ndarray) -> np.ndarray:
         if not len(rows):
             continue
         members = [features[j] for j in np.flatnonzero(member == g)]
-        sub = X.iloc[rows]
-        out[rows, slots] = group_sentence(key, members, sub)
+        once = np.unique(rows)  # a lead's sentence is written once, however many of its slots show the group
+        out[rows, slots] = group_sentence(key, members, X.iloc[once])[np.searchsorted(once, rows)]
     return out
 
 

@@ -21,6 +21,7 @@ Everything is vectorised over leads: no per-lead Python loop.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -159,16 +160,58 @@ def _json_escape(values) -> pd.Series:
     return s
 
 
+def _distinct(values, render) -> np.ndarray:
+    """``render`` applied to each distinct value once (a sentence or a point value repeats across leads)."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
+    return np.asarray(list(render(uniques)), dtype=object)[codes]
+
+
+def _per_lead(frags: list[str], valid: np.ndarray, sep: str, wrap: str = "{}") -> np.ndarray:
+    """Each lead's fragments (its valid slots, in order) joined by ``sep``; ``wrap`` formats the join."""
+    counts = valid.sum(axis=1)
+    ends = np.cumsum(counts)
+    return np.array([wrap.format(sep.join(frags[a:b])) for a, b in zip((ends - counts).tolist(), ends.tolist())],
+                    dtype=object)
+
+
 def reasons_json(names: np.ndarray, texts: np.ndarray, pts: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """A JSON list per lead of {feature, sentence, points}; valid slots must come first."""
-    n, k = valid.shape
-    acc = pd.Series([""] * n, dtype=object)
-    for slot in range(k):
-        frag = ('{"feature": "' + _json_escape(names[:, slot]) + '", "sentence": "' + _json_escape(texts[:, slot])
-                + '", "points": ' + pd.Series(np.char.mod("%.1f", pts[:, slot]), dtype=object) + "}")
-        joined = np.where(acc == "", frag, acc + ", " + frag)
-        acc = pd.Series(np.where(valid[:, slot], joined, acc), dtype=object)
-    return ("[" + acc + "]").to_numpy(dtype=object)
+    """A JSON list per lead of {feature, sentence, points}; valid slots must come first.
+
+    Each distinct name, sentence and point value is escaped or formatted once, and each lead's list is
+    one join of its fragments."""
+    flat = np.asarray(valid, bool).ravel()
+    name = _distinct(np.asarray(names, dtype=object).ravel()[flat], lambda u: _json_escape(u).to_numpy(dtype=object))
+    text = _distinct(np.asarray(texts, dtype=object).ravel()[flat], lambda u: _json_escape(u).to_numpy(dtype=object))
+    point = _distinct(np.asarray(pts, float).ravel()[flat], lambda u: np.char.mod("%.1f", np.asarray(u, float)))
+    frags = [f'{{"feature": "{a}", "sentence": "{b}", "points": {c}}}' for a, b, c in zip(name, text, point)]
+    return _per_lead(frags, valid, ", ", "[{}]")
+
+
+#: Control characters (and DEL) in a sentence are shown as spaces in the one-line reason text.
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def reason_lines(texts: np.ndarray, pts: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """'sentence (+points); …' per lead from the listed reasons (valid slots first): the points after the
+    sentence, so the text never starts with a sign; control characters shown as spaces."""
+    flat = np.asarray(valid, bool).ravel()
+    text = _distinct(np.asarray(texts, dtype=object).ravel()[flat], lambda u: [CONTROL.sub(" ", x) for x in pd.Series(u, dtype=object).astype(str).fillna("")])
+    point = _distinct(np.asarray(pts, float).ravel()[flat],
+                      lambda u: [("" if t.startswith("-") else "+") + t for t in np.char.mod("%.1f", np.asarray(u, float))])
+    return _per_lead([f"{a} ({b})" for a, b in zip(text, point)], valid, "; ")
+
+
+def reason_text(lines, other=None) -> pd.Series:
+    """The one-line reason text: the listed reasons' ``lines`` and, when ``other`` (the points of the
+    reasons not listed) rounds to at least 0.1, 'all other factors (+1.1)'."""
+    joined = pd.Series(lines, dtype=object)
+    tail = pd.Series("", index=joined.index, dtype=object)
+    if other is not None:
+        o = np.round(pd.to_numeric(pd.Series(np.asarray(other), index=joined.index), errors="coerce").fillna(0.0), 1)
+        tail = pd.Series(np.where(o.abs() >= 0.05, "all other factors (" + np.where(o >= 0, "+", "")
+                                  + np.char.mod("%.1f", o.to_numpy()) + ")", ""), index=joined.index, dtype=object)
+    out = joined.where(tail == "", joined + "; " + tail)
+    return out.where(joined != "", tail.str.capitalize())
 
 
 def top_reasons(exp: Explanation, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -302,9 +345,11 @@ class LeadScorer:
         h.update(repr((self.mql_threshold, self.scale, [f.reason_key for f in self.features], REASONS_VERSION)).encode())
         return h.hexdigest()
 
-    def score(self, X: pd.DataFrame, engine: str | None = None, explanation: Explanation | None = None) -> pd.DataFrame:
+    def score(self, X: pd.DataFrame, engine: str | None = None, explanation: Explanation | None = None,
+              text: bool = False) -> pd.DataFrame:
         """probability, points, band, fit_grade, engagement_grade, matrix_cell, is_mql, reasons, pushed_over_mql,
-        base_points, other_points, capped_points.
+        base_points, other_points, capped_points (and with ``text``, reasons_text: the listed reasons and
+        the rest in one line, see :func:`reason_text`).
 
         ``reasons`` lists the ``top_reasons`` strongest grouped reasons (by absolute points; positive then
         negative); ``base_points`` + the listed points + ``other_points`` (every reason not listed) +
@@ -320,15 +365,18 @@ class LeadScorer:
         rows = np.arange(len(G))[:, None]
         pos, pos_valid, neg, neg_valid = strongest(G, p.top_reasons)
         pos_pts, neg_pts = np.round(G[rows, pos], 1), np.round(G[rows, neg], 1)
-        pos_json = reasons_json(names[pos], group_sentences(self.features, X, np.where(pos_valid, pos, -1)), pos_pts, pos_valid)
-        neg_json = reasons_json(names[neg], group_sentences(self.features, X, np.where(neg_valid, neg, -1)), neg_pts, neg_valid)
         raw_points = exp.points - exp.cap
         shown = np.round(exp.points, 1)  # bands and the MQL flag follow the points people see
         # Under the threshold once the shown points round below it: raw - removed < threshold - 0.05.
         push_idx, push_valid = pushed_over(G, raw_points, self.mql_threshold - 0.05, over=shown >= self.mql_threshold)
         push_pts = np.round(np.take_along_axis(G, push_idx, axis=1), 1)
-        push_json = reasons_json(names[push_idx], group_sentences(self.features, X, np.where(push_valid, push_idx, -1)),
-                                 push_pts, push_valid)
+        # every sentence shown, written once per lead and group (the strongest positive is often also pushed over)
+        k_pos, k_neg = pos.shape[1], neg.shape[1]
+        text_shown = group_sentences(self.features, X, np.concatenate(
+            [np.where(pos_valid, pos, -1), np.where(neg_valid, neg, -1), np.where(push_valid, push_idx, -1)], axis=1))
+        pos_json = reasons_json(names[pos], text_shown[:, :k_pos], pos_pts, pos_valid)
+        neg_json = reasons_json(names[neg], text_shown[:, k_pos:k_pos + k_neg], neg_pts, neg_valid)
+        push_json = reasons_json(names[push_idx], text_shown[:, k_pos + k_neg:], push_pts, push_valid)
         base = np.full(len(G), round(exp.base_points, 1))
         capped = np.round(exp.cap, 1)
         listed = np.where(pos_valid, pos_pts, 0).sum(axis=1) + np.where(neg_valid, neg_pts, 0).sum(axis=1)
@@ -348,6 +396,12 @@ class LeadScorer:
             "other_points": other + 0.0,
             "capped_points": capped + 0.0,
         }, index=X.index)
+        if text:
+            pos_line = reason_lines(text_shown[:, :k_pos], pos_pts, pos_valid)
+            neg_line = reason_lines(text_shown[:, k_pos:k_pos + k_neg], neg_pts, neg_valid)
+            both = pd.Series(pos_line, dtype=object)
+            both = both.where(pd.Series(neg_line) == "", both.where(both == "", both + "; ") + neg_line)
+            out["reasons_text"] = reason_text(both, out["other_points"].to_numpy()).to_numpy()
         return out
 
 

@@ -66,7 +66,6 @@ from leadscore.batch import (
     OUTPUT_TYPES,
     BatchError,
     ScoreRun,
-    _reason_text,
     check_inputs,
     check_schema,
     not_scored,
@@ -327,10 +326,9 @@ def score_spark(spark, scorer, features_df, engine: str | None = None):
             X = X.reset_index(drop=True)
             for c in categorical:  # as batch.score_leads hands chunks to the scorer
                 X[c] = X[c].astype("category")
-            out = model.score(X, engine).astype({"probability": float, "points": float, "is_mql": bool})
-            out = out[SCORE_COLUMNS].reset_index(drop=True)
+            out = model.score(X, engine, text=True).astype({"probability": float, "points": float, "is_mql": bool})
+            out = out[SCORE_COLUMNS + ["reasons_text"]].reset_index(drop=True)
             out.insert(0, "lead_id", X["lead_id"].astype(object).to_numpy())
-            out["reasons_text"] = _reason_text(out["reasons"], out["other_points"]).to_numpy()
             yield out
 
     return features_df.select("lead_id", *[f"`{n}`" for n in names]).mapInPandas(score_batches, SCORE_SCHEMA)

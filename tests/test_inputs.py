@@ -259,6 +259,70 @@ def test_a_long_quoted_field_is_read_whole_in_leads_and_events(tmp_path):
     assert out["asset"].str.len().tolist() == [len(note.strip()), len("/pricing")]
 
 
+def _big(rows: list[str], encoding: str, newline: str = "\n") -> bytes:
+    data = (newline.join(rows) + newline).encode(encoding)
+    assert len(data) > 1 << 20  # past the sniffed sample (1 MiB)
+    return data
+
+
+def test_a_windows_1252_file_whose_first_accent_comes_after_the_sample_is_read_whole(tmp_path):
+    # The first MiB is plain ASCII (valid UTF-8): the rest of the file decides. Every row is read, with its
+    # accents (not dropped without a reject, exit 0, as before).
+    rows = ["lead_id,created_at,title"] + [f"L{i},2026-09-01,Manager" for i in range(60000)]
+    rows[55001] = "L55000,2026-09-01,Directeur Général"
+    path = tmp_path / "late.csv"
+    path.write_bytes(_big(rows, "cp1252"))
+    leads, rejects, report = validate_leads(path, require_outcome=False)
+    assert len(leads) == 60000 and rejects.empty and report.read["encoding"] == "windows-1252"
+    assert leads.loc[leads["lead_id"] == "L55000", "title"].tolist() == ["Directeur Général"]
+
+
+@pytest.mark.parametrize("where", [700_000, 1_500_000])  # inside the sniffed sample, after it
+def test_a_damaged_byte_in_utf8_text_rejects_its_row_and_garbles_nothing(tmp_path, where):
+    rows = ["lead_id,timestamp,event_type,asset"] + [f"L{i % 100},2026-09-01,web_visit,/päge" for i in range(60000)]
+    data = _big(rows, "utf-8")
+    at = data.index(b"\nL0,", where) + 1
+    line = data[at:data.index(b"\n", at)]
+    data = data[:at + 25] + b"\xff" + data[at + 25:]
+    (tmp_path / "e.csv").write_bytes(data)
+    row = data[:at].count(b"\n")  # the damaged record's data row number
+    leads = pd.DataFrame({"lead_id": [f"L{i}" for i in range(100)]})
+    rejects, report = validate_events(tmp_path / "e.csv", leads, leads.iloc[:0], tmp_path / "out.parquet")
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert report.read["encoding"] == "utf-8" and line.startswith(b"L0,")
+    assert rejects[["row"]].values.ravel().tolist() == [row] and "not valid utf-8" in rejects["reason"].iloc[0]
+    assert report.rows_valid == 59999 and out["asset"].unique().tolist() == ["/päge"]
+    # the same for a leads table: the damaged row is a reject with its row number, not a lost row
+    lead_rows = ["lead_id,created_at,title"] + [f"L{i},2026-09-01,Gérant" for i in range(60000)]
+    ldata = _big(lead_rows, "utf-8")
+    at = ldata.index(b"\nL55000,") + 1
+    (tmp_path / "l.csv").write_bytes(ldata[:at + 20] + b"\xff" + ldata[at + 20:])
+    valid, lead_rejects, lead_report = validate_leads(tmp_path / "l.csv", require_outcome=False)
+    assert len(valid) == 59999 and lead_rejects["row"].tolist() == [55001] and lead_report.rows_in == 60000
+    assert (valid["title"] == "Gérant").all()
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16"])
+def test_utf16_files_larger_than_the_sample_are_read(tmp_path, encoding):
+    # Excel's "Unicode text": cutting the sample at a newline byte split a two-byte character
+    rows = ["lead_id\tcreated_at\ttitle"] + [f"L{i}\t2026-09-01\tGérant {i}" for i in range(40000)]
+    (tmp_path / "u.txt").write_bytes(_big(rows, encoding, "\r\n"))
+    leads, rejects, report = validate_leads(tmp_path / "u.txt", require_outcome=False)
+    assert len(leads) == 40000 and rejects.empty and report.read["sep"] == "\t"
+    assert leads["title"].iloc[-1] == "Gérant 39999"
+
+
+def test_a_row_with_empty_extra_fields_after_a_multi_line_note_is_rejected_not_shifted(tmp_path):
+    # DuckDB's parallel reader cannot pad rows after a quoted line break: the check then runs on one thread
+    path = _write(tmp_path / "l.csv", 'lead_id,created_at,outcome,outcome_at,title,industry,country\n'
+                                      'L1,2025-01-01,open,,"CEO\nof",Retail,France\n'
+                                      'L3,2025-01-03,open,,VP, Sales,Software,,\n'
+                                      'L4,2025-01-04,open,,CTO,Retail,Spain\n')
+    leads, rejects, _ = validate_leads(path, require_outcome=False)
+    assert leads["lead_id"].tolist() == ["L1", "L4"] and leads["title"].iloc[0] == "CEO\nof"
+    assert rejects["row"].tolist() == [2] and "more fields than the header's 7" in rejects["reason"].iloc[0]
+
+
 def test_valid_events_replace_what_an_earlier_run_left_at_the_output_path(tmp_path):
     # An older version wrote one file there; a run on a larger log left more parts: neither is read as data.
     leads = pd.DataFrame({"lead_id": ["L1", "L2"]})

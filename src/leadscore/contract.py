@@ -803,6 +803,13 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
         con.execute(f"SET preserve_insertion_order = {str(settings['preserve_insertion_order']).lower()}")
         con.execute(f"SET disabled_optimizers = '{settings['disabled_optimizers'] or ''}'")
 
+    # Rows the reader refused only now that every column was decoded (text not valid in the file's
+    # encoding): rejects, not accepted rows (pass 1 read the id column alone).
+    if source.layout is not None:
+        before = len(bad_rows)
+        bad_rows = source.refresh_rejects()
+        accepted -= len(bad_rows) - before
+
     # Pass 3: the rows rejected or with values set to missing, with their row numbers and reasons. When pass 2
     # wrote every row the reader accepted, nothing else can be rejected: only the number columns are read,
     # for the values set to missing. The raw values are cast to text only for the rows that are reported (a

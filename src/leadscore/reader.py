@@ -122,10 +122,12 @@ def _detect_encoding(head: bytes) -> str:
     if len(sample) >= 4 and sample.count(0) >= len(sample) // 4:
         return "utf-16-le" if sample[1::2].count(0) > sample[0::2].count(0) else "utf-16-be"
     try:
-        _cut(head).decode("utf-8")
+        _sample_text(head, "utf-8", whole=False)
         return "utf-8"
-    except UnicodeDecodeError:
-        return "windows-1252"
+    except UnicodeDecodeError as exc:
+        # UTF-8 accents before the first invalid byte: UTF-8 with a damaged byte (its row is rejected),
+        # not Windows-1252 (which would garble every accent of the file)
+        return "windows-1252" if head[: exc.start].isascii() else "utf-8"
 
 
 def _refuse_utf8_read_as_single_byte(sample: bytes, encoding: str, file: str) -> None:
@@ -146,6 +148,37 @@ def _refuse_utf8_read_as_single_byte(sample: bytes, encoding: str, file: str) ->
     raise ReadError(f"{file}: encoding {encoding} is set, but the file is UTF-8 text: line {n} holds {word!r}, which "
                     f"read as {encoding} would become {word.encode('utf-8').decode(encoding, 'replace')!r}. Remove "
                     f"the encoding option (UTF-8 is detected) or set encoding: utf-8")
+
+
+def _sample_text(head: bytes, encoding: str, whole: bool, errors: str = "strict") -> str:
+    """The sample decoded up to its last complete line: decoded first, then cut (cutting bytes at the last
+    b"\\n" splits a UTF-16 character in two: a 'truncated data' error on any UTF-16 file over the sample)."""
+    text = codecs.getincrementaldecoder(encoding)(errors).decode(head, final=whole)
+    i = text.rfind("\n")
+    return text[: i + 1] if not whole and 0 <= i < len(text) - 1 else text
+
+
+def _utf8_past_sample(path: Path, start: int) -> tuple[bool, bool]:
+    """Whether the file is valid UTF-8 from byte ``start`` to its end (read in 16 MiB blocks; ASCII text
+    decodes at gigabytes a second), and whether a non-ASCII (multi-byte) character came before the first
+    invalid byte."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    multibyte = False
+    with open(path, "rb") as f:
+        f.seek(start)
+        while block := f.read(1 << 24):
+            if block.isascii() and not decoder.getstate()[0]:
+                continue  # ASCII is valid UTF-8 (and ~10x faster to check than to decode)
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                return False, multibyte or not block[: max(exc.start, 0)].isascii()
+            multibyte = multibyte or not block.isascii()
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False, multibyte
+    return True, multibyte
 
 
 def _cut(head: bytes) -> bytes:
@@ -249,8 +282,18 @@ def sniff_csv(path: Path, options: ReadOptions | None = None) -> CsvLayout:
     else:
         encoding, how["encoding"] = _detect_encoding(head), "detected"
     whole = size <= SAMPLE_BYTES
-    try:
-        text = (head if whole else _cut(head)).decode(encoding)
+    if encoding == "utf-8" and how["encoding"] == "detected" and not whole:
+        # The sample is UTF-8; the rest of the file may not be (a Windows-1252 export whose first accent
+        # comes after the sample): every row holding one would be lost or garbled. Text with no UTF-8
+        # multi-byte character before the first invalid byte is Windows-1252; text that has some is UTF-8
+        # with damaged bytes, and those rows are rejected by the reader.
+        sample = _cut(head)
+        ok, multibyte = _utf8_past_sample(path, len(sample))
+        if not ok and sample.isascii() and not multibyte:
+            encoding = "windows-1252"
+    try:  # (a damaged byte in detected UTF-8 text: its row is the reader's reject, the sample is only sniffed)
+        text = _sample_text(head, encoding, whole, "replace" if how["encoding"] == "detected" and
+                            encoding == "utf-8" else "strict")
     except UnicodeDecodeError as exc:
         line = head[: exc.start].count(b"\n") + 1
         raise ReadError(f"{file}: line {line} is not valid {encoding} ({exc.reason}); the file's encoding is "
@@ -408,9 +451,19 @@ class Source:
                  f"rejects_scan={_q(rs)}, max_line_size={MAX_LINE_BYTES}, buffer_size={CSV_BUFFER_BYTES})")
         sep = lay.dialect.sep.replace("'", "''")
         text = f" || '{sep}' || ".join(f"coalesce({_ident(n)}, '')" for n in lay.names)  # the row as written
+        count = f"SELECT count(*) FROM {{}} WHERE {_ident(self._SENTINEL)} IS NOT NULL"
         try:
             # a streamed count first (numbering every row holds the file in memory); rows only when there are any
-            n_hits = self.con.sql(f"SELECT count(*) FROM {check} WHERE {_ident(self._SENTINEL)} IS NOT NULL").fetchall()[0][0]
+            try:
+                n_hits = self.con.sql(count.format(check)).fetchall()[0][0]
+            except duckdb.Error as exc:
+                # DuckDB's parallel scanner cannot pad rows once a quoted value holds a line break: the file is
+                # checked by one thread (never skipped: a shifted row after a multi-line note was read as valid)
+                if "parallel=false" not in str(exc):
+                    raise
+                self.con.execute(f"DROP TABLE IF EXISTS {rt}; DROP TABLE IF EXISTS {rs}")
+                check = check[:-1] + ", parallel=false)"
+                n_hits = self.con.sql(count.format(check)).fetchall()[0][0]
             hits = self.con.sql(f"""
                 SELECT _rn, {text} AS value FROM (
                     SELECT row_number() OVER () AS _rn, * FROM {check})
@@ -462,11 +515,25 @@ class Source:
         """Rows the CSV reader refused (row, reason, value); scans the file if nothing has yet."""
         if self._bad is not None:
             return self._bad
+        # every column read: DuckDB refuses a row with text that is not valid in the file's encoding only
+        # when it decodes that column (a bare count(*) would accept it, and a later full read drop it)
+        lengths = ", ".join(f"max(length({_ident(c)}))" for c in self.columns)
         try:
-            self.con.execute(f"SELECT count(*) FROM {self.plain}").fetchall()
+            self.con.execute(f"SELECT count(*){', ' + lengths if lengths else ''} FROM {self.plain}").fetchall()
         except duckdb.Error as exc:
             raise self.error(exc) from exc
         return self.collect_rejects()
+
+    def refresh_rejects(self) -> pd.DataFrame:
+        """The rejects, with rows DuckDB refused in scans since they were first collected (a scan that
+        decoded columns an earlier one did not: text not valid in the file's encoding)."""
+        if self.layout is None or self._bad is None:
+            return self.scan_rejects()
+        known, self._bad = self._bad, None
+        later = self.collect_rejects()
+        self._bad = (pd.concat([known, later[~later["row"].isin(known["row"])]], ignore_index=True)
+                     .sort_values("row", kind="stable").reset_index(drop=True))
+        return self._bad
 
     def collect_rejects(self) -> pd.DataFrame:
         """Read (and drop) DuckDB's rejects tables after a scan."""

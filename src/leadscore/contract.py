@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from leadscore.reader import TRAILING, ContractError, ReadOptions, Source, fresh_parquet_folder, read_table
+from leadscore.reader import TRAILING, ContractError, ReadOptions, Source, fresh_parquet_folder, read_table, remove_parquet
 from leadscore.vocabulary import EVENT_TYPE_NAMES, OUTCOMES
 
 LEAD_COLUMNS = {  # name: (kind, required)
@@ -666,14 +665,14 @@ def _write_parts(con: duckdb.DuckDBPyConnection, statements: list[str], workers:
     con.execute("SET threads = 1")  # each statement runs on the thread that executes it
     # a cursor is a connection of its own to the same database: the settings this pass depends on are set on
     # it as they are on ``con`` (whether DuckDB keeps them per database or per connection)
-    same = [f"SET {k} = '{con.execute(f'SELECT current_setting({chr(39) + k + chr(39)})').fetchall()[0][0] or ''}'"
-            for k in ("TimeZone", "preserve_insertion_order", "disabled_optimizers")]
+    same = {k: con.execute(f"SELECT current_setting('{k}')").fetchall()[0][0] or ""
+            for k in ("TimeZone", "preserve_insertion_order", "disabled_optimizers")}
 
     def run(sql: str) -> int:
         cur = con.cursor()
         try:
-            for setting in same:
-                cur.execute(setting)
+            for k, v in same.items():
+                cur.execute(f"SET {k} = '{v}'")
             return int(cur.execute(sql).fetchall()[0][0])
         finally:
             cur.close()
@@ -878,7 +877,7 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
     con.unregister("_rejected_ids")
     total = accepted + len(bad_rows)
     if total == 0:
-        shutil.rmtree(out_path, ignore_errors=True)
+        remove_parquet(out_path)
         raise ContractError(f"{file}: the file has a header ({', '.join(columns)}) but no data rows; omit the "
                             f"event log for a leads-only export")
     if len(bad_rows):

@@ -4,7 +4,6 @@ calls these; they know nothing of the command line."""
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pandas as pd
 
 from leadscore import contract, features, safecsv, synth
 from leadscore.config import Params
+from leadscore.reader import remove_parquet
 
 
 def run_synth(params: Params, out_dir: str | Path, truth_dir: str | Path, progress=None) -> synth.SynthPaths:
@@ -58,9 +58,8 @@ def run_validate(params: Params, out_dir: str | Path) -> list[contract.FileRepor
                                                          options=read)
         reports.append(ev_report)
         rejects.append(ev_rejects)
-    else:  # (a folder of parts; a file from an older version)
-        shutil.rmtree(out / "events.parquet", ignore_errors=True)
-        (out / "events.parquet").unlink(missing_ok=True)
+    else:
+        remove_parquet(out / "events.parquet")
     priority = contract.read_priority_accounts(params.data.priority_accounts, read)
     priority.to_parquet(out / "priority_accounts.parquet", index=False)
     unmatched = contract.unmatched_priority(priority, leads)

@@ -686,13 +686,18 @@ def parquet_rows(path: str | Path) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in (sorted(p.glob("*.parquet")) if p.is_dir() else [p]))
 
 
-def fresh_parquet_folder(path: str | Path) -> Path:
-    """An empty folder at ``path`` for Parquet parts: a file or folder left there by an earlier run is
-    removed first (a stale part would otherwise be read as data)."""
+def remove_parquet(path: str | Path) -> None:
+    """Remove a Parquet file or a folder of Parquet parts at ``path`` (nothing there: nothing to do)."""
     p = Path(path)
     if p.is_dir():
         shutil.rmtree(p)
     else:
         p.unlink(missing_ok=True)
-    p.mkdir(parents=True)
-    return p
+
+
+def fresh_parquet_folder(path: str | Path) -> Path:
+    """An empty folder at ``path`` for Parquet parts: a file or folder left there by an earlier run is
+    removed first (a stale part would otherwise be read as data)."""
+    remove_parquet(path)
+    Path(path).mkdir(parents=True)
+    return Path(path)

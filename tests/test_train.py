@@ -76,3 +76,78 @@ def test_run_holds_params_metrics_lineage_and_the_challenger_alias(trained):
 
 # (Training is deterministic: tests/test_batch_operator.py::test_same_seed_same_bytes_across_hash_seeds runs
 # the whole pipeline twice, under two hash seeds, and compares every output byte for byte.)
+
+LOAD_WITHOUT_TRAINING_LIBRARIES = r"""
+import importlib.abc, json, sys
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("lightgbm", "sklearn", "scipy"):
+            raise ImportError(f"scoring imported {name}")
+        return None
+
+sys.meta_path.insert(0, Refuse())
+import joblib, pandas as pd
+scorer = joblib.load(sys.argv[1])
+table = pd.read_parquet(sys.argv[2])
+out = scorer.score(table, text=True)
+out["raw_margin"] = scorer.model.raw_margin(table)
+out["base"] = scorer.base_points()
+out.to_parquet(sys.argv[3])
+print(json.dumps({"leak": [m for m in ("lightgbm", "sklearn", "scipy") if m in sys.modules]}))
+"""
+
+
+def test_a_loaded_scorer_scores_and_explains_without_lightgbm_or_scikit_learn(trained, tmp_path):
+    """A fresh process loads the scorer and scores, explains and writes reasons with LightGBM, scikit-learn
+    and SciPy refused at import (about a second of every cold start); its raw margin is the booster's to
+    the bit, so probability and points are those of the trained model, and its reasons LightGBM's own."""
+    import subprocess
+    import sys
+
+    table = pd.read_parquet(trained["tmp"] / "features" / "features.parquet").iloc[::5].reset_index(drop=True)
+    table.to_parquet(tmp_path / "rows.parquet")
+    scorer_file = trained["tmp"] / "models" / "scorer.joblib"
+    res = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_TRAINING_LIBRARIES, str(scorer_file),
+                          str(tmp_path / "rows.parquet"), str(tmp_path / "out.parquet")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == {"leak": []}
+    fresh = pd.read_parquet(tmp_path / "out.parquet")
+
+    scorer = joblib.load(scorer_file)
+    booster = scorer.model.booster  # unpickled on demand, here
+    trees = booster.predict(scorer.model.prepare(table), raw_score=True)
+    prior = scorer.model.prior  # small-data mode (the test's funnel is small): the rule prior's margin too
+    np.testing.assert_array_equal(fresh["raw_margin"].to_numpy(), trees if prior is None else trees + prior.margin(table))
+    by_lightgbm = scorer.score(table, engine="lightgbm", text=True)
+    np.testing.assert_array_equal(fresh["probability"].to_numpy(), by_lightgbm["probability"].to_numpy())
+    np.testing.assert_allclose(fresh["points"].to_numpy(), by_lightgbm["points"].to_numpy(), atol=0.1 + 1e-9)
+    assert (fresh["points"].to_numpy() == by_lightgbm["points"].to_numpy()).mean() > 0.999
+    assert fresh["base"].iloc[0] == pytest.approx(scorer.base_points(), abs=1e-9)
+    same = fresh["points"].to_numpy() == by_lightgbm["points"].to_numpy()
+    assert (fresh["reasons"][same] == by_lightgbm["reasons"][same]).mean() > 0.99
+
+
+def test_a_model_pickled_by_the_earlier_version_loads_and_predicts_the_same(trained):
+    """Scorers registered before the booster was kept as bytes (booster and scikit-learn calibration
+    pickled as themselves) still load, and predict what the current form predicts."""
+    from leadscore.model import LeadScoreModel, MarginCalibrator
+
+    model = joblib.load(trained["tmp"] / "models" / "model.joblib")
+    table = pd.read_parquet(trained["tmp"] / "features" / "features.parquet").iloc[::7].reset_index(drop=True)
+    rows = table.sample(2000, random_state=0) if len(table) > 2000 else table
+    cal = model.calibrator
+    refit = MarginCalibrator(cal.method).fit(model.raw_margin(rows), rows["label"].fillna(0).astype(int))
+    old_cal = MarginCalibrator.__new__(MarginCalibrator)
+    old_cal.__setstate__({"method": refit.method, "map_": refit.map_})  # the earlier pickled state
+    old = LeadScoreModel.__new__(LeadScoreModel)
+    state = {k: v for k, v in model.__dict__.items() if not k.startswith("_")}
+    old.__setstate__({**state, "booster": model.booster, "calibrator": old_cal})
+    assert old.booster is model.booster
+    np.testing.assert_array_equal(old.raw_margin(table), model.raw_margin(table))
+    np.testing.assert_array_equal(old.predict_proba(table), refit.predict(model.raw_margin(table)))
+    if refit.method == "sigmoid":
+        a, b = refit.line_
+        np.testing.assert_allclose(refit.predict(model.raw_margin(table)),
+                                   refit.map_.predict_proba(model.raw_margin(table).reshape(-1, 1))[:, 1], rtol=1e-12)

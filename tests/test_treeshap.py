@@ -6,6 +6,8 @@ Everything is compared with ``booster.predict(X, pred_contrib=True)``, never wit
 
 from __future__ import annotations
 
+import pickle
+
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -20,15 +22,23 @@ BASE = dict(verbose=-1, num_threads=1, seed=0)  # one thread: no OpenMP spinning
 
 
 def assert_exact(booster, X, num_iteration=None, **kw):
-    """Ours == pred_contrib, and contributions + bias == raw margin, for the same iterations."""
+    """Ours == pred_contrib, and contributions + bias == raw margin, for the same iterations; our raw
+    margin is LightGBM's to the bit, and a pickled explainer (tables rebuilt on load) gives the same bits."""
     explainer = FastTreeExplainer(booster, num_iteration, **kw)
     ours = explainer.contributions(X)
     it = explainer.num_iteration
     theirs = booster.predict(X, num_iteration=it, pred_contrib=True)
     np.testing.assert_allclose(ours, theirs, **TOL)
     K = explainer.n_outputs
-    margin = booster.predict(X, num_iteration=it, raw_score=True).reshape(len(ours), K)
+    raw = booster.predict(X, num_iteration=it, raw_score=True)
+    margin = raw.reshape(len(ours), K)
     np.testing.assert_allclose(ours.reshape(len(ours), K, -1).sum(axis=2), margin, **TOL)
+    np.testing.assert_array_equal(explainer.predict_raw(X), raw)
+    assert pickle.dumps(explainer) == pickle.dumps(FastTreeExplainer(booster, num_iteration, **kw))  # same bytes
+    again = pickle.loads(pickle.dumps(explainer))
+    assert "_table" not in pickle.loads(pickle.dumps(explainer.__getstate__()))
+    np.testing.assert_array_equal(again.contributions(X), ours)
+    np.testing.assert_array_equal(again.predict_raw(X), raw)
     return explainer, ours
 
 

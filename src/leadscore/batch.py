@@ -213,10 +213,9 @@ def check_schema(scorer: LeadScorer, columns) -> None:
 
 def signal_shares(scorer: LeadScorer) -> tuple[dict[str, float], dict[str, float]]:
     """Each feature's and each group's (fit / behavior / account) share of the model's total gain."""
-    booster = scorer.model.booster
-    gain = np.asarray(booster.feature_importance(importance_type="gain"), dtype=float)
-    total = gain.sum() or 1.0
-    per_feature = dict(zip(booster.feature_name(), gain / total))
+    gain = scorer.model.gain_importance()
+    total = sum(gain.values()) or 1.0
+    per_feature = {name: value / total for name, value in gain.items()}
     groups: dict[str, float] = {}
     for m in scorer.model.metadata:
         groups[m["group"]] = groups.get(m["group"], 0.0) + float(per_feature.get(m["name"], 0.0))

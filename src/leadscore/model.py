@@ -8,13 +8,19 @@ function of the margin. The calibration data come from a later period than the t
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from leadscore.config import SplitParams, TrainParams, usable_cpus
+
+if TYPE_CHECKING:  # imported where a model is trained or its booster used: scoring a pickled model needs neither
+    import lightgbm as lgb
+
+    from leadscore.treeshap import FastTreeExplainer
 
 EPS = 1e-6
 
@@ -99,11 +105,17 @@ ISOTONIC_FLOOR = 1e-3  # isotonic steps are read as at least 0.1% and at most 99
 class MarginCalibrator:
     """Maps the model's raw margin (log-odds) to a calibrated probability.
 
-    Isotonic calibration is fitted as usual, then used through a strictly increasing map: linear in
-    log-odds between the midpoints of the isotonic steps (clipped to 0.1%-99.9%), with a gentle slope
-    beyond the outer steps. A flat step would give every lead on it the same probability, whatever its
-    behaviour, and leave it with no reasons at all (its points could not move); the interpolation keeps the
-    isotonic fit's shape, and every difference in margin becomes a difference in points."""
+    Sigmoid (Platt) calibration is a straight line in log-odds, ``a * margin + b`` (scikit-learn's
+    ``LogisticRegression`` on the margin); the calibrated log-odds are that line exactly.
+    Isotonic calibration is fitted as usual (scikit-learn's ``IsotonicRegression``), then used through a
+    strictly increasing map: linear in log-odds between the midpoints of the isotonic steps (clipped to
+    0.1%-99.9%), with a gentle slope beyond the outer steps. A flat step would give every lead on it the
+    same probability, whatever its behaviour, and leave it with no reasons at all (its points could not
+    move); the interpolation keeps the isotonic fit's shape, and every difference in margin becomes a
+    difference in points.
+
+    A fitted calibrator keeps its map as plain numbers (``line_`` = (a, b), or ``knots_``) and pickles
+    only those, so a scorer loads and calibrates without importing scikit-learn or SciPy."""
 
     def __init__(self, method: str = "sigmoid"):
         self.method = method
@@ -113,52 +125,67 @@ class MarginCalibrator:
         from sklearn.linear_model import LogisticRegression
 
         margin, y = np.asarray(margin, float), np.asarray(y)
-        self.__dict__.pop("_knots", None)
+        for stale in ("line_", "knots_", "map_"):
+            self.__dict__.pop(stale, None)
         if self.method == "isotonic":
             self.map_ = IsotonicRegression(out_of_bounds="clip", y_min=EPS, y_max=1 - EPS).fit(margin, y)
         elif self.method == "sigmoid":
             self.map_ = LogisticRegression(C=1e6).fit(margin.reshape(-1, 1), y)
         elif self.method != "none":
             raise ValueError(f"unknown calibration method {self.method!r}")
+        self._as_numbers()
         return self
 
-    def _isotonic_knots(self) -> tuple[np.ndarray, np.ndarray, float]:
-        """(knot margins, knot log-odds, tail slope) of the strictly increasing isotonic map."""
-        knots = self.__dict__.get("_knots")
-        if knots is None:
-            x = np.asarray(self.map_.X_thresholds_, float)
-            y = np.asarray(self.map_.y_thresholds_, float)
-            change = np.flatnonzero(np.diff(y) != 0)
-            starts, ends = np.r_[0, change + 1], np.r_[change, len(y) - 1]
-            kx = (x[starts] + x[ends]) / 2
-            kl = _logit(np.clip(y[starts], ISOTONIC_FLOOR, 1 - ISOTONIC_FLOOR))
-            low, high = kl == kl.min(), kl == kl.max()  # steps merged by the clip: one knot each end
-            keep = (~low & ~high) | (low & (kx == kx[low].max())) | (high & (kx == kx[high].min()))
-            kx, kl = kx[keep], kl[keep]
-            span = kx[-1] - kx[0]
-            tail = 0.05 * (kl[-1] - kl[0]) / span if len(kx) > 1 and span > 0 else 0.01
-            knots = (kx, kl, max(float(tail), 1e-3))
-            self.__dict__["_knots"] = knots
-        return knots
+    def _as_numbers(self) -> None:
+        """``line_`` (slope, intercept) of a sigmoid map, ``knots_`` of an isotonic one, from ``map_``."""
+        if self.method == "sigmoid":
+            self.line_ = (float(self.map_.coef_[0, 0]), float(self.map_.intercept_[0]))
+        elif self.method == "isotonic":
+            self.knots_ = _isotonic_knots(self.map_.X_thresholds_, self.map_.y_thresholds_)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("map_", "_knots")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "map_" in state and "line_" not in state and "knots_" not in state:  # pickled by an earlier version
+            self.__dict__.pop("_knots", None)
+            self._as_numbers()
 
     def _isotonic_log_odds(self, margin: np.ndarray) -> np.ndarray:
-        kx, kl, tail = self._isotonic_knots()
+        kx, kl, tail = self.knots_
         inner = np.interp(margin, kx, kl)
         return inner + tail * (np.minimum(margin - kx[0], 0) + np.maximum(margin - kx[-1], 0))
 
-    def predict(self, margin) -> np.ndarray:
-        margin = np.asarray(margin, float)
-        if self.method == "isotonic":
-            return 1 / (1 + np.exp(-self._isotonic_log_odds(margin)))
-        if self.method == "sigmoid":
-            return self.map_.predict_proba(margin.reshape(-1, 1))[:, 1]
-        return 1 / (1 + np.exp(-margin))
-
     def calibrated_margin(self, margin) -> np.ndarray:
         """The calibrated score in log-odds (what points are made from)."""
+        margin = np.asarray(margin, float)
         if self.method == "isotonic":
-            return self._isotonic_log_odds(np.asarray(margin, float))
-        return _logit(self.predict(margin))
+            return self._isotonic_log_odds(margin)
+        if self.method == "sigmoid":
+            a, b = self.line_
+            return a * margin + b
+        return margin
+
+    def predict(self, margin) -> np.ndarray:
+        """The calibrated probability of each margin."""
+        return 1 / (1 + np.exp(-self.calibrated_margin(margin)))
+
+
+def _isotonic_knots(x, y) -> tuple[np.ndarray, np.ndarray, float]:
+    """(knot margins, knot log-odds, tail slope) of the strictly increasing map through the midpoints of
+    an isotonic fit's steps (``X_thresholds_``, ``y_thresholds_``)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    change = np.flatnonzero(np.diff(y) != 0)
+    starts, ends = np.r_[0, change + 1], np.r_[change, len(y) - 1]
+    kx = (x[starts] + x[ends]) / 2
+    kl = _logit(np.clip(y[starts], ISOTONIC_FLOOR, 1 - ISOTONIC_FLOOR))
+    low, high = kl == kl.min(), kl == kl.max()  # steps merged by the clip: one knot each end
+    keep = (~low & ~high) | (low & (kx == kx[low].max())) | (high & (kx == kx[high].min()))
+    kx, kl = kx[keep], kl[keep]
+    span = kx[-1] - kx[0]
+    tail = 0.05 * (kl[-1] - kl[0]) / span if len(kx) > 1 and span > 0 else 0.01
+    return kx, kl, max(float(tail), 1e-3)
 
 
 def choose_calibration(margin, y, method: str = "auto", folds: int = 5, seed: int = 0) -> tuple[MarginCalibrator, dict]:
@@ -186,9 +213,17 @@ def choose_calibration(margin, y, method: str = "auto", folds: int = 5, seed: in
 # ----------------------------------------------------------------------------- the model
 class LeadScoreModel:
     """A fitted LightGBM booster with its calibration and input schema: feature table in,
-    calibrated probability out. The one place where a feature table becomes model input."""
+    calibrated probability out. The one place where a feature table becomes model input.
 
-    def __init__(self, booster: lgb.Booster, calibrator: MarginCalibrator, feature_names: list[str],
+    Pickled, the model carries its trees twice: the booster (as LightGBM pickles it, kept as bytes) and
+    the same trees as numpy arrays (:class:`leadscore.treeshap.FastTreeExplainer`, which predicts the
+    same bits as the booster and gives its exact tree SHAP values), with the booster's digest and gain
+    importances. A loaded model scores and explains from the arrays, so scoring does not import
+    LightGBM (or scikit-learn, which LightGBM imports): about a second of every fresh process. The
+    booster is unpickled (importing LightGBM) only when something asks for it, e.g.
+    ``explain_engine: lightgbm``."""
+
+    def __init__(self, booster: lgb.Booster | None, calibrator: MarginCalibrator, feature_names: list[str],
                  categories: dict[str, list], metadata: list[dict], info: dict | None = None):
         self.booster = booster
         self.calibrator = calibrator
@@ -216,8 +251,69 @@ class LeadScoreModel:
     #: small-data mode: the rule baseline's points as a starting margin (see :class:`RulePrior`)
     prior = None
 
+    # -- the booster, kept lazily ---------------------------------------------------------------
+    @property
+    def booster(self) -> lgb.Booster | None:
+        """The LightGBM booster (unpickled, importing LightGBM, on first use after the model was loaded)."""
+        booster = self.__dict__.get("_booster")
+        if booster is None and self.__dict__.get("_booster_pickle") is not None:
+            booster = self.__dict__["_booster"] = pickle.loads(self.__dict__["_booster_pickle"])
+        return booster
+
+    @booster.setter
+    def booster(self, value) -> None:
+        self.__dict__["_booster"] = value
+        for derived in ("_booster_pickle", "_trees", "_digest", "_gain"):
+            self.__dict__.pop(derived, None)
+
+    @property
+    def trees(self) -> FastTreeExplainer:
+        """The booster's trees as arrays: exact raw margin (``predict_raw``) and tree SHAP values."""
+        trees = self.__dict__.get("_trees")
+        if trees is None:
+            from leadscore.treeshap import FastTreeExplainer
+
+            trees = self.__dict__["_trees"] = FastTreeExplainer(self.booster)
+        return trees
+
+    def booster_digest(self) -> str:
+        """sha256 of the booster's model text (its trees and parameters)."""
+        digest = self.__dict__.get("_digest")
+        if digest is None:
+            import hashlib
+
+            digest = self.__dict__["_digest"] = hashlib.sha256(self.booster.model_to_string().encode()).hexdigest()
+        return digest
+
+    def gain_importance(self) -> dict[str, float]:
+        """Total split gain of each feature, by feature name (LightGBM's ``importance_type="gain"``)."""
+        gain = self.__dict__.get("_gain")
+        if gain is None:
+            booster = self.booster
+            values = booster.feature_importance(importance_type="gain")
+            gain = self.__dict__["_gain"] = {n: float(v) for n, v in zip(booster.feature_name(), values)}
+        return dict(gain)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        booster = state.pop("_booster", None)
+        if booster is not None:
+            state.update(_booster_pickle=pickle.dumps(booster, protocol=4), _trees=self.trees,
+                         _digest=self.booster_digest(), _gain=self.gain_importance())
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if "booster" in state:  # pickled by an earlier version: the booster itself
+            state["_booster"] = state.pop("booster")
+        self.__dict__.update(state)
+
+    # -- prediction ----------------------------------------------------------------------------------
     def raw_margin(self, X: pd.DataFrame) -> np.ndarray:
-        margin = self.booster.predict(self.prepare(X), raw_score=True)
+        """The trees' raw margin (log-odds), plus the rule prior in small-data mode: shape (n,). From the
+        live booster after training, from the tree arrays after loading (the same bits)."""
+        prepared = self.prepare(X)
+        live = self.__dict__.get("_booster")
+        margin = live.predict(prepared, raw_score=True) if live is not None else self.trees.predict_raw(prepared)
         return margin if self.prior is None else margin + self.prior.margin(X)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -260,6 +356,11 @@ class RulePrior:
 
     @classmethod
     def fit(cls, baseline, X: pd.DataFrame, y, weight, feature_names: list[str]) -> RulePrior:
+        """``baseline``: the rule baseline (or its :class:`~leadscore.rules.RulePoints`); the prior keeps
+        only its rules, so a pickled small-data model scores without scikit-learn."""
+        from leadscore.rules import RulePoints
+
+        baseline = RulePoints(baseline._rules())
         rp = baseline.rule_points(X)
         window = baseline._rules().behavior_window_days
         columns = {}
@@ -317,6 +418,7 @@ def _lead_weights(rows: pd.DataFrame) -> np.ndarray:
 def _fit_small(skeleton: LeadScoreModel, rows: pd.DataFrame, cats: list[str], prior: RulePrior,
                seed: int, threads: int) -> tuple[lgb.Booster, int, dict]:
     """Small-data trees on top of the prior: rounds by lead-grouped CV log loss, then a fit on all rows."""
+    import lightgbm as lgb
     from sklearn.model_selection import GroupKFold
 
     cfg = dict(SMALL_DATA_TREES)
@@ -348,6 +450,8 @@ def _fit_small(skeleton: LeadScoreModel, rows: pd.DataFrame, cats: list[str], pr
 def _fit_standard(skeleton: LeadScoreModel, train: pd.DataFrame, valid: pd.DataFrame, cats: list[str],
                   params: TrainParams, seed: int) -> tuple[lgb.Booster, int, dict]:
     """LightGBM with early stopping on the validation leads, never fewer than ``min_boost_rounds`` trees."""
+    import lightgbm as lgb
+
     weight = train["weight"].to_numpy() if "weight" in train else _lead_weights(train)
     X, y = skeleton.prepare(train), train["label"].to_numpy()
     clf = lgb.LGBMClassifier(**lgbm_params(params, seed))
@@ -440,6 +544,8 @@ def time_cv(split: TimeSplit, model: LeadScoreModel, params: TrainParams, seed: 
     resolve after its evaluation block starts (the label horizon is long next to the training period),
     so this measures variation over time, not a strict forecast. Returns per-fold AUCs with their mean
     and standard deviation."""
+    import lightgbm as lgb
+
     folds = params.cv_folds if folds is None else folds
     if folds < 1:
         return {"folds": 0, "note": "rolling-origin time cross-validation off (train.cv_folds = 0)"}

@@ -73,9 +73,7 @@ def margin_contributions(model: LeadScoreModel, X: pd.DataFrame, engine: str = "
     """Exact tree SHAP contributions of the raw margin, (n, features + 1), bias last."""
     prepared = model.prepare(X)
     if engine == "fast":
-        from leadscore.treeshap import contributions
-
-        out = contributions(model.booster, prepared, engine="fast")
+        out = model.trees.contributions(prepared)
     else:
         out = model.booster.predict(prepared, pred_contrib=True)
     prior = getattr(model, "prior", None)
@@ -312,7 +310,7 @@ class LeadScorer:
         for m in self.model.metadata:
             if m["kind"] == "categorical":
                 X[m["name"]] = X[m["name"]].astype("category")
-        bias = float(margin_contributions(self.model, X, "lightgbm")[0, -1])
+        bias = float(margin_contributions(self.model, X, self.explain_engine)[0, -1])
         return float(self.scale.points(self.model.calibrator.calibrated_margin(np.array([bias])))[0])
 
     def explain(self, X: pd.DataFrame, engine: str | None = None) -> Explanation:
@@ -338,9 +336,8 @@ class LeadScorer:
         import pickle
 
         h = hashlib.sha256()
-        h.update(self.model.booster.model_to_string().encode())
-        state = {k: v for k, v in getattr(self.model.calibrator, "__dict__", {}).items() if not k.startswith("_")}
-        h.update(pickle.dumps(state, protocol=4))
+        h.update(self.model.booster_digest().encode())
+        h.update(pickle.dumps(self.model.calibrator.__getstate__(), protocol=4))
         h.update(repr(sorted(self.params.model_dump().items())).encode())
         h.update(repr((self.mql_threshold, self.scale, [f.reason_key for f in self.features], REASONS_VERSION)).encode())
         return h.hexdigest()

@@ -150,7 +150,7 @@ def spark_sql(sql: str) -> str:
 # ----------------------------------------------------------------------------- the session
 def session(master: str = "local[2]", app_name: str = "leadscore", conf: dict | None = None):
     """A SparkSession with what this module needs: UTC session time and, unless ``PYSPARK_PYTHON`` says
-    otherwise, Python workers in this interpreter (they unpickle the scorer: leadscore, pandas, lightgbm).
+    otherwise, Python workers in this interpreter (they unpickle the scorer: leadscore, pandas, numba).
     On a cluster the executors need the same packages installed."""
     from pyspark.sql import SparkSession
 

@@ -20,8 +20,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-SERVING_REQUIREMENTS = ("lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "joblib", "pydantic", "pyyaml",
-                        "mlflow")
+# numba: the scorer predicts and explains from its tree arrays (leadscore.treeshap); lightgbm and scikit-learn:
+# the booster (explain_engine: lightgbm) and models pickled by earlier versions
+SERVING_REQUIREMENTS = ("numba", "lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "joblib", "pydantic",
+                        "pyyaml", "mlflow")
 
 
 def project_root(start: Path | None = None) -> Path:

@@ -40,9 +40,15 @@ Decision rules reproduce LightGBM's ``Tree::Decision`` on the values LightGBM it
 |x| <= 1e-35 is read as 0; numerical ``x <= threshold`` goes left; NaN is read as 0 unless the node's
 missing type is NaN; missing (NaN for type NaN, zero for type Zero) goes to ``default_left``;
 categorical: NaN, values <= -1 and values >= 2**31 go right, otherwise ``int(x)`` in the node's
-category set goes left. Pandas input goes through LightGBM's own pandas conversion (category codes
-from ``booster.pandas_categorical``, unseen/missing categories -> NaN); numpy input that is not
+category set goes left. Pandas input is converted as LightGBM's own pandas conversion does it (category
+codes from ``booster.pandas_categorical``, unseen/missing categories -> NaN); numpy input that is not
 float32/float64 is cast to float32 first, as LightGBM does.
+
+The explainer also predicts: :meth:`FastTreeExplainer.predict_raw` walks the same node arrays and adds
+the leaf values tree by tree in LightGBM's order (``GBDT::PredictRaw``), so it returns the same bits as
+``booster.predict(X, raw_score=True)``. An explainer holds only numpy arrays: pickled with a model it
+loads without importing LightGBM (about a second of a fresh process's start), and its SHAP tables are
+rebuilt on load rather than stored.
 """
 
 from __future__ import annotations
@@ -50,13 +56,15 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from typing import TYPE_CHECKING
 
-import lightgbm as lgb
 import numba
 import numpy as np
 import pandas as pd
-from lightgbm.basic import _data_from_pandas
 from numba import njit, prange
+
+if TYPE_CHECKING:  # LightGBM is not imported to score with a pickled explainer
+    import lightgbm as lgb
 
 __all__ = ["FastTreeExplainer", "contributions"]
 
@@ -277,6 +285,36 @@ def _build_tables(leaves, l_d, l_soff, l_toff, s_z, W, table):
             table[to + Q] = F[Q, 0]
 
 
+@njit(parallel=True, cache=True)
+def _predict_kernel(X, out, p_tree, p_const, p_out, t_node_off, t_nint, t_leaf_off,
+                    n_feat, n_thr, n_kind, n_nanl, n_zerol, n_cat_off, n_cat_len, n_lpos, n_rpos, cat_bits,
+                    l_value):
+    """out[i, k] = sum of the leaf values row i reaches, tree by tree in the booster's order (a tree of
+    one leaf, ``p_tree < 0``, adds its constant ``p_const``): LightGBM's ``GBDT::PredictRaw``."""
+    n = X.shape[0]
+    for i in prange(n):
+        for t in range(p_tree.shape[0]):
+            k = p_out[t]
+            tt = p_tree[t]
+            if tt < 0:
+                out[i, k] += p_const[t]
+                continue
+            no = t_node_off[tt]
+            ni = t_nint[tt]
+            node = 0
+            while node < ni:
+                g = no + node
+                x = X[i, n_feat[g]]
+                if n_kind[g] == 0:
+                    left = np.int64(1) if x <= n_thr[g] else np.int64(0)
+                    left = np.int64(n_zerol[g]) if (x >= -_KZERO and x <= _KZERO) else left
+                    left = np.int64(n_nanl[g]) if x != x else left
+                else:
+                    left = _categorical_left(x, cat_bits, n_cat_off[g], n_cat_len[g])
+                node = n_lpos[g] if left == 1 else n_rpos[g]
+            out[i, k] += l_value[t_leaf_off[tt] + node - ni]
+
+
 # ----------------------------------------------------------------------------------------------
 # model precompute
 # ----------------------------------------------------------------------------------------------
@@ -368,13 +406,20 @@ class FastTreeExplainer:
         cat_words: list[np.ndarray] = []
         n_cat_words = 0
         l_value, l_d, l_soff, l_plen, l_paths = [], [], [], [], []
+        p_tree, p_const, p_out = [], [], []  # every tree in the booster's order, for predict_raw
         s_feat, s_z = [], []
         for ti, tree in enumerate(info):
             k = ti % K
             root = tree["tree_structure"]
             if "leaf_value" in root:  # single-leaf tree: bias only
                 bias[k] += float(root["leaf_value"])
+                p_tree.append(-1)
+                p_const.append(float(root["leaf_value"]))
+                p_out.append(k)
                 continue
+            p_tree.append(len(t_node_off))
+            p_const.append(0.0)
+            p_out.append(k)
             node_off, leaf_off = len(n_feat), len(l_value)
             leaves_by_index: dict[int, tuple[int, float]] = {}
             local_id: dict[int, int] = {}  # id(node dict) -> local id (>= 0 internal, < 0 ~leaf)
@@ -489,6 +534,8 @@ class FastTreeExplainer:
         self._s_z = np.array(s_z, np.float64)
         self._s_omz = 1.0 - self._s_z
         self._bias = np.array(bias, np.float64)
+        self._p = dict(p_tree=np.array(p_tree, i64), p_const=np.array(p_const, np.float64),
+                       p_out=np.array(p_out, i64))
         self.n_trees = len(info)
         self._max_int = max(t_nint, default=0) + 1
         self._max_leaf = max(t_nleaf, default=0) + 1
@@ -504,11 +551,8 @@ class FastTreeExplainer:
         l_toff = np.full(len(d), -1, np.int64)
         tab_sizes = np.int64(1) << d[tab]
         l_toff[tab] = np.concatenate([[0], np.cumsum(tab_sizes)[:-1]]) if len(tab) else []
-        self._table = np.empty(int(tab_sizes.sum()), np.float64)
-        self._W = _shapley_weights(max(self._max_d, 1))
-        if len(tab):
-            _build_tables(tab.astype(np.int64), d, self._l_soff, l_toff, self._s_z, self._W, self._table)
         self._l_toff = l_toff
+        self._build_tables()
         # root paths only for the fallback leaves
         fb = np.flatnonzero(l_toff < 0)
         l_poff = np.zeros(len(d), np.int64)
@@ -528,6 +572,26 @@ class FastTreeExplainer:
         self.n_table_leaves = int(len(tab))
         self.n_fallback_leaves = int(len(fb))
 
+    def _build_tables(self) -> None:
+        """The SHAP tables of the tabulated leaves (``_l_toff >= 0``), from the parsed arrays."""
+        tab = np.flatnonzero(self._l_toff >= 0).astype(np.int64)
+        self._table = np.empty(int((np.int64(1) << self._l_d[tab]).sum()), np.float64)
+        self._W = _shapley_weights(max(self._max_d, 1))
+        if len(tab):
+            _build_tables(tab, self._l_d, self._l_soff, self._l_toff, self._s_z, self._W, self._table)
+
+    def __getstate__(self) -> dict:
+        """The parsed arrays without the SHAP tables (up to ``max_table_bytes``): rebuilt on load."""
+        state = self.__dict__.copy()
+        del state["_table"], state["_W"], state["precompute_seconds"]  # the time: not the same bytes twice
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        t0 = time.perf_counter()
+        self._build_tables()
+        self.precompute_seconds = time.perf_counter() - t0
+
     # -- public --------------------------------------------------------------------------------
     @property
     def expected_value(self):
@@ -543,7 +607,7 @@ class FastTreeExplainer:
     def to_matrix(self, X) -> np.ndarray:
         """The float64 matrix LightGBM would predict on (pandas conversion included)."""
         if isinstance(X, pd.DataFrame):
-            X = _data_from_pandas(X, "auto", "auto", self.pandas_categorical)[0]
+            X = _frame_matrix(X, self.pandas_categorical)
         X = np.asarray(X)
         if X.ndim != 2:
             raise ValueError("X must be 2-dimensional")
@@ -570,6 +634,41 @@ class FastTreeExplainer:
         for k in range(self.n_outputs):
             out[:, k * F1 + self.n_features] += self._bias[k]
         return out
+
+    def predict_raw(self, X) -> np.ndarray:
+        """The raw margin, bit for bit ``booster.predict(X, raw_score=True)``: shape (n_rows,)
+        ((n_rows, n_classes) for multiclass)."""
+        Xm = self.to_matrix(X)
+        out = np.zeros((Xm.shape[0], self.n_outputs))
+        if Xm.shape[0]:
+            _predict_kernel(Xm, out, *self._p.values(), self._t["t_node_off"], self._t["t_nint"],
+                            self._t["t_leaf_off"], *(self._n[k] for k in _PREDICT_NODE_ARRAYS), self._l_value)
+        return out[:, 0] if self.n_outputs == 1 else out
+
+
+_PREDICT_NODE_ARRAYS = ("n_feat", "n_thr", "n_kind", "n_nanl", "n_zerol", "n_cat_off", "n_cat_len", "n_lpos",
+                        "n_rpos", "cat_bits")
+
+
+def _frame_matrix(X: pd.DataFrame, pandas_categorical: list[list] | None) -> np.ndarray:
+    """A DataFrame as LightGBM's ``_data_from_pandas`` turns it into a float matrix for prediction: a
+    categorical column becomes its codes under the training categories (``pandas_categorical``, in
+    column order; unseen or missing -> NaN), every other column its float value."""
+    cat_cols = [i for i, dtype in enumerate(X.dtypes) if isinstance(dtype, pd.CategoricalDtype)]
+    if pandas_categorical is not None and len(cat_cols) != len(pandas_categorical):
+        raise ValueError("train and valid dataset categorical_feature do not match.")
+    out = np.empty(X.shape, np.float64)
+    known = dict(zip(cat_cols, pandas_categorical or [None] * len(cat_cols)))
+    for j in range(X.shape[1]):
+        col = X.iloc[:, j]
+        if j in known:
+            if known[j] is not None and list(col.cat.categories) != list(known[j]):
+                col = col.cat.set_categories(known[j])
+            codes = col.cat.codes.to_numpy()
+            out[:, j] = np.where(codes < 0, np.nan, codes)
+        else:
+            out[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
 
 
 _CACHE: "weakref.WeakKeyDictionary[lgb.Booster, tuple[tuple, FastTreeExplainer]]" = weakref.WeakKeyDictionary()

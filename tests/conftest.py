@@ -1,8 +1,30 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+
+def _share_the_cores_between_xdist_workers() -> None:
+    """Under pytest-xdist (``-n 2``, the default: pyproject.toml), each worker gets its share of the CPUs.
+
+    OpenMP threads spin while they wait: two workers each running LightGBM on every core slow each other
+    down many times over (100 boosting rounds: 1 s alone, 100 s against another such process). So each
+    worker caps OpenMP at ``usable CPUs // workers`` (at least 1) before lightgbm is imported; the project
+    reads OMP_NUM_THREADS (``leadscore.config.usable_cpus``) and the subprocesses the tests start (the CLI,
+    ``dvc repro``, Spark's Python workers) inherit it. An OMP_NUM_THREADS set by the caller is kept. Tests
+    about thread counts set their own (DuckDB's ``connect(threads=...)``, ``usable_cpus`` with the
+    variable removed)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if not os.environ.get("PYTEST_XDIST_WORKER") or workers < 2 or os.environ.get("OMP_NUM_THREADS"):
+        return
+    from leadscore.config import usable_cpus  # pydantic and yaml only: no OpenMP runtime loaded yet
+
+    os.environ["OMP_NUM_THREADS"] = str(max(1, usable_cpus() // workers))
+
+
+_share_the_cores_between_xdist_workers()
 
 from leadscore.pipeline import run_features, run_synth, run_train, run_validate
 
@@ -43,3 +65,47 @@ def _session_model_cache(tmp_path_factory):
     mp.setenv("LEADSCORE_MODEL_CACHE", str(tmp_path_factory.mktemp("model-cache")))
     yield
     mp.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_tracking_store(tmp_path_factory):
+    """MLflow calls made before a test asks for ``trained`` (which points the session at its own store) go
+    to a store in the session's folder, not the checkout's mlflow.db: under pytest-xdist two workers would
+    otherwise create and migrate that one SQLite file at the same moment."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.mktemp('tracking') / 'mlflow.db'}")
+    yield
+    mp.undo()
+
+
+# ----------------------------------------------------------------------------- pytest-xdist scheduling
+#: Modules that run whole on one worker (``--dist loadgroup``): one Spark session and one browser per run,
+#: and the retraining tests move the registry's aliases of ``trained`` in order (promote, then roll back).
+XDIST_GROUPS = {"test_spark.py": "spark", "test_report.py": "report", "test_retrain.py": "retrain"}
+#: The longest single tests start first, then the grouped modules, so that none of them is still running
+#: alone at the end (each worker runs its tests in this order, in each module in the file's order).
+XDIST_FIRST = (
+    "tests/test_cli.py::test_dvc_repro_on_a_fresh_clone_then_nothing_to_do",
+    "tests/test_batch_operator.py::test_same_seed_same_bytes_across_hash_seeds",
+    "tests/test_batch_operator.py::test_a_job_killed_at_each_phase_leaves_history_equal_to_the_committed_runs",
+    "tests/test_contract.py::test_every_row_is_either_valid_or_rejected_with_a_reason",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # a plain `pytest -n 0` keeps the files' order
+    for item in items:
+        group = XDIST_GROUPS.get(item.path.name)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+    first = {nodeid: i for i, nodeid in enumerate(XDIST_FIRST)}
+    groups = {name: i for i, name in enumerate(XDIST_GROUPS)}
+
+    def rank(item):  # the longest tests, then the grouped modules, then the rest; the sort is stable
+        if item.nodeid in first:
+            return (0, first[item.nodeid])
+        return (1, groups[item.path.name]) if item.path.name in groups else (2, 0)
+
+    items.sort(key=rank)

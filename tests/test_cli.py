@@ -100,9 +100,13 @@ def test_every_command_documents_its_options():
 def test_dvc_repro_on_a_fresh_clone_then_nothing_to_do(tmp_path):
     """`dvc repro` builds data/ from scratch; a second run finds everything up to date."""
     work = tmp_path / "repo"
+    # Not copied: what the test session itself writes in the checkout while this runs (another pytest-xdist
+    # worker's Hypothesis examples, numba's kernel cache, Spark's warehouse folder): a file replaced or
+    # removed mid-copy would fail the copy. The `leadscore` command runs the installed package, not the copy.
     shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(".venv", "data", ".git", "*.pyc", ".pytest_cache",
                                                               "mlruns", "mlflow.db", "reports", "outputs",
-                                                              "models", "cache", "tmp"))
+                                                              "models", "cache", "tmp", ".hypothesis",
+                                                              "__pycache__", "spark-warehouse", "metastore_db"))
     from dvc.utils.serialize import modify_yaml
 
     with modify_yaml(work / "params.yaml") as params:  # as `dvc exp run -S` would: the committed form stays

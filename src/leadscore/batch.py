@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from leadscore import contract, features, runstore, safecsv
+from leadscore.memory import release_memory
 from leadscore.reader import parquet_rows, parquet_sql
 from leadscore.stages import Stages
 from leadscore.runstore import JobBusy, JobIOError  # noqa: F401 (re-exported for the CLI)
@@ -574,22 +575,6 @@ def empty_output(history: bool = False, keep=()) -> pd.DataFrame:
     change = CHANGE_TYPES if history else {}
     kept = {c: "str" for c in keep}
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in {**OUTPUT_TYPES, **change, **kept, **STAMP_TYPES}.items()})
-
-
-def release_memory() -> None:
-    """Hand freed heap back to the operating system between chunks and stages.
-
-    Without it glibc keeps the fragmented arenas of every chunk scored so far (measured: 1M leads with
-    reasons peaked at 1.52 GiB in the scoring loop against 1.23 GiB for 100k; with it 1.31 GiB), so peak
-    memory would creep up with the number of leads. A no-op where there is no glibc."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        pass
 
 
 def _check_paths(out_path: Path, history_dir: Path | None) -> None:

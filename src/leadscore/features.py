@@ -28,6 +28,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from leadscore import behavior
 from leadscore.config import FeatureParams
 from leadscore.reader import parquet_sql
 from leadscore.vocabulary import FEATURE_EVENT_TYPES, FREE_MAIL_DOMAINS, LATE_FUNNEL, STAGE_RANK
@@ -427,6 +428,29 @@ def _account_sql(params: FeatureParams) -> str:
         FROM known k LEFT JOIN engaged e ON e.lead_id = k.lead_id AND e.as_of = k.as_of"""
 
 
+def _account_at_sql(params: FeatureParams) -> str:
+    """:func:`_account_sql` for a scoring run (one ``as_of`` for every row), read from ``_behavior`` rather
+    than from the events: every lead created before as_of has a row, and a colleague engaged in the window
+    before as_of is one whose last event before as_of lies in it (the same leads and counts as the weekly
+    (first, last) test; 1M leads / 98M events: 0.4 s instead of 14 s)."""
+    w = params.stakeholder_window_days
+    return f"""
+        WITH multi AS (
+            SELECT account_key FROM _snap WHERE account_key IS NOT NULL GROUP BY 1 HAVING count(*) > 1
+        ), colleague AS (
+            SELECT s.lead_id, s.as_of, s.account_key,
+                   coalesce(b.last_ts >= s.as_of - INTERVAL '{w} days', false) AS engaged
+            FROM _snap s JOIN multi m ON m.account_key = s.account_key
+            LEFT JOIN _behavior b ON b.lead_id = s.lead_id AND b.as_of = s.as_of
+        ), per_account AS (
+            SELECT account_key, as_of, count(*) AS leads, count(*) FILTER (WHERE engaged) AS engaged_leads
+            FROM colleague GROUP BY account_key, as_of
+        )
+        SELECT c.lead_id, c.as_of, p.engaged_leads - CAST(c.engaged AS BIGINT) AS engaged_stakeholders,
+               p.leads - 1 AS known_leads
+        FROM colleague c JOIN per_account p ON p.account_key = c.account_key AND p.as_of = c.as_of"""
+
+
 # Every record's day: leads created, outcomes, events (what the export moment is read from).
 DAILY_RECORDS_SQL = """
         WITH t AS (
@@ -536,7 +560,7 @@ def feature_sql(params: FeatureParams, as_of: pd.Timestamp | None, export_at: pd
             SqlStep("_snap", _snapshot_sql(params, as_of, export_at, grid), True),
             SqlStep("_exclusions", _exclusions_sql(as_of, export_at, grid), True),
             SqlStep("_behavior", _behavior_sql(params), True),
-            SqlStep("_account", _account_sql(params), True),
+            SqlStep("_account", _account_sql(params) if as_of is None else _account_at_sql(params), True),
             SqlStep("_features", final, False)]
 
 
@@ -608,12 +632,32 @@ def build_features(leads_path, events_path, out_dir, params: FeatureParams, prio
         first = con.sql(FIRST_CREATED_SQL).fetchall()[0][0]
         grid = snapshot_grid(params, export_at, pd.Timestamp(first)) if first is not None else []
     steps = feature_sql(params, as_of_ts, export_at, extra, grid)
-    for step in steps[:-1]:
-        con.execute(f"CREATE OR REPLACE TEMP {'TABLE' if step.materialize else 'VIEW'} {step.name} AS {step.sql}")
-
     features_path = out_dir / "features.parquet"
-    fp = str(features_path).replace("'", "''")
-    con.execute(f"COPY ({steps[-1].sql}\n) TO '{fp}' (FORMAT parquet, COMPRESSION zstd)")
+    try:
+        for step in steps[:-1]:
+            if step.name == "_behavior":  # what its SQL computes, by a kernel (leadscore.behavior: 3-5x faster)
+                behavior.create_behavior_view(con, params, out_dir)
+            else:
+                con.execute(f"CREATE OR REPLACE TEMP {'TABLE' if step.materialize else 'VIEW'} {step.name} AS "
+                            f"{step.sql}")
+        fp = str(features_path).replace("'", "''")
+        con.execute(f"COPY ({steps[-1].sql}\n) TO '{fp}' (FORMAT parquet, COMPRESSION zstd)")
+        return _finish_build(con, params, out_dir, features_path, moment, as_of_ts, grid, extra,
+                             declared_after_contact)
+    finally:
+        try:
+            for t in ("_account", "_exclusions", "_snap", "_lead_keys"):
+                con.execute(f"DROP TABLE IF EXISTS {t}")
+            behavior.drop(con, out_dir)
+        except duckdb.Error:  # a connection the failure broke: the caller's error is the one to see
+            (out_dir / "behavior.parquet").unlink(missing_ok=True)
+
+
+def _finish_build(con: duckdb.DuckDBPyConnection, params: FeatureParams, out_dir: Path, features_path: Path,
+                  moment: ExportMoment, as_of_ts: pd.Timestamp | None, grid, extra,
+                  declared_after_contact) -> FeatureBuild:
+    """Exclusions, metadata and counts of a feature table just written."""
+    export_at = moment.at
     exclusions = con.sql(EXCLUSIONS_SQL).df()
     exclusions_path = out_dir / "exclusions.csv"
     exclusions.to_csv(exclusions_path, index=False)
@@ -632,8 +676,6 @@ def build_features(leads_path, events_path, out_dir, params: FeatureParams, prio
         "features": feature_metadata(params, extra),
         "declared_after_contact": list(declared_after_contact or [])}, indent=2))
     leads_in = con.sql("SELECT count(*) FROM _lead_keys").fetchall()[0][0]
-    for t in ("_behavior", "_account", "_snap", "_exclusions", "_lead_keys"):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
     build = FeatureBuild(features_path, exclusions_path, metadata_path, leads_in, int(counts["rows"]),
                          len(exclusions), export_at, int(counts["leads"]), moment,
                          future)

@@ -765,6 +765,10 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
         lead_ok, src, order = "s.valid", source.plain, ""
         join = "LEFT JOIN _lead_status s ON e.lead_id = s.lead_id"
 
+    # The pipeline's copy (a DVC output, kept in order) is small on disk; a job's own working copy is read
+    # once more and deleted: snappy writes 98M events in ~13.5 s where zstd took ~16.5 s.
+    compression = "zstd" if keep_order else "snappy"
+
     def copy_sql(rows: str, part: int) -> str:
         op = str(out_path / f"part-{part:05d}.parquet").replace("'", "''")
         return f"""
@@ -778,7 +782,7 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
                         FROM {rows}) e {join}
                   WHERE {lead_ok} AND NOT e.extra_field AND e.timestamp IS NOT NULL
                         AND {_is_known_event_type_sql("e.event_type")}{order})
-            TO '{op}' (FORMAT parquet, COMPRESSION zstd)"""
+            TO '{op}' (FORMAT parquet, COMPRESSION {compression})"""
 
     keys = ("preserve_insertion_order", "disabled_optimizers", "threads", "memory_limit")
     settings = {k: con.execute(f"SELECT current_setting('{k}')").fetchall()[0][0] for k in keys}

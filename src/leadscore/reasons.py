@@ -385,8 +385,22 @@ def group_sentences(features, X: pd.DataFrame, index: np.ndarray) -> np.ndarray:
             continue
         members = [features[j] for j in np.flatnonzero(member == g)]
         once = np.unique(rows)  # a lead's sentence is written once, however many of its slots show the group
-        out[rows, slots] = group_sentence(key, members, X.iloc[once])[np.searchsorted(once, rows)]
+        out[rows, slots] = _sentences_of_rows(key, members, X, once)[np.searchsorted(once, rows)]
     return out
+
+
+def _sentences_of_rows(key: str, members: list, X: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """group_sentence for ``rows`` of X, reading only the group's own columns. A group of categories only
+    (company, job title) has few distinct value combinations: each is written once (1M leads' company
+    sentences: ~0.1 s instead of ~7 s)."""
+    cols = [f.name for f in members if f.name in X]
+    part = X[cols].iloc[rows] if cols else X.iloc[rows]
+    if cols and len(part) > 1 and all(isinstance(part[c].dtype, pd.CategoricalDtype) for c in cols):
+        codes = np.column_stack([part[c].cat.codes.to_numpy(np.int64) for c in cols])
+        combos, first, inverse = np.unique(codes, axis=0, return_index=True, return_inverse=True)
+        if len(combos) < len(part):
+            return group_sentence(key, members, part.iloc[first])[inverse.ravel()]
+    return group_sentence(key, members, part)
 
 
 def all_group_sentences(features, X: pd.DataFrame) -> dict[str, np.ndarray]:

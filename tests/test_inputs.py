@@ -523,6 +523,17 @@ def test_emails_and_domains_are_normalised_one_way_and_unmatched_priority_entrie
     assert unmatched_priority(pri, leads)["domain"].tolist() == ["globex.com"]
 
 
+
+def test_priority_entries_with_a_blank_column_match_by_the_other_and_blanks_match_nothing(tmp_path):
+    leads = pd.DataFrame({"account_id": pd.array(["A1", None, "A3"], dtype="string"),
+                          "email_domain": pd.array([None, "acme.com", None], dtype="string")})
+    pri = read_priority_accounts(_write(tmp_path / "p.csv", "account_id,domain\nA1,\n,www.acme.com\nA9,\n,\n,globex.com\n"))
+    got = unmatched_priority(pri, leads)
+    # A1 by id, acme.com by domain; A9, the blank row and globex.com match no lead (a blank never matches a blank)
+    assert len(got) == 3 and sorted(got["account_id"].fillna("").tolist()) == ["", "", "A9"]
+    assert sorted(got["domain"].fillna("").tolist()) == ["", "", "globex.com"]
+    assert unmatched_priority(pri, leads[["email_domain"]]).shape[0] == 4  # no account_id column: ids match nothing
+
 @pytest.mark.parametrize("text", ["account_id,domain\n", "account_id,domain\r\n", "domain\n"])
 def test_a_header_only_priority_list_means_no_priority_accounts(tmp_path, text):
     # README: "without a priority list, point data.priority_accounts at a CSV holding just the header"

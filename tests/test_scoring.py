@@ -336,3 +336,34 @@ def test_the_one_line_text_lists_positive_then_negative_reasons_and_the_rest(sco
     both = [json.loads(r) for r in scored["reasons"]]
     assert any(r["positive"] and r["negative"] for r in both)  # the join of the two lists is exercised
     assert scored.drop(columns="reasons_text").equals(scorer.score(table.head(400)))
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), share=st.floats(0.0, 1.0))
+def test_sentences_written_once_per_combination_equal_each_leads_own(scorer_and_table, seed, share):
+    """group_sentences writes a group's sentence once per distinct combination of the values it reads
+    (window counts, whole days, whole percent): every lead must still get exactly the sentence written
+    from its own row. Values are perturbed where sentences read less than the exact value (a fraction of
+    a day, a decayed count, a watched share), and some set missing."""
+    from leadscore.reasons import group_layout, group_sentence, group_sentences
+
+    scorer, table = scorer_and_table
+    rng = np.random.default_rng(seed)
+    # 60 leads, 5 copies each: copies differ only where perturbed, so they share combinations
+    X = table.sample(60, random_state=seed % 1000).loc[lambda d: d.index.repeat(5)].reset_index(drop=True)
+    for c in (m["name"] for m in scorer.model.metadata if m["kind"] == "categorical"):
+        X[c] = X[c].astype("category")
+    for c in X.columns:
+        if c.endswith(("_days", "_activity", "_touch", "_funnel", "_decayed", "_pct")) and X[c].dtype.kind == "f":
+            jitter = rng.random(len(X)) < share
+            X.loc[jitter, c] = X.loc[jitter, c] + rng.uniform(-0.99, 0.99, jitter.sum()).round(rng.integers(0, 3))
+            X.loc[rng.random(len(X)) < share / 4, c] = np.nan
+    keys, member = group_layout(scorer.features)
+    index = np.column_stack([rng.integers(-1, len(keys), len(X)) for _ in range(4)])
+    got = group_sentences(scorer.features, X, index)
+    for g, key in enumerate(keys):
+        members = [scorer.features[j] for j in np.flatnonzero(member == g)]
+        own = group_sentence(key, members, X)  # every row on its own
+        rows, slots = np.nonzero(index == g)
+        assert (got[rows, slots] == own[rows]).all(), key
+    assert (got[index < 0] == "").all()

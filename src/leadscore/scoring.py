@@ -26,11 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from leadscore.config import ScoringParams
 from leadscore.features import ACCOUNT, BEHAVIOR, FIT, Feature
 from leadscore.model import LeadScoreModel
-from leadscore.reasons import group_layout, group_matrix, group_sentences
+from leadscore.reasons import group_layout, group_matrix, group_sentence_codes
 
 CAP_FEATURE = "_score_cap"
 
@@ -146,70 +148,148 @@ def sentences(features: list[Feature], X: pd.DataFrame, index: np.ndarray) -> np
     return out
 
 
-def _json_escape(values) -> pd.Series:
-    s = pd.Series(values, dtype=object).astype(str).fillna("")
+# Reason text is assembled with Arrow's string kernels (pyarrow.compute): each distinct sentence, name and
+# point value is escaped or formatted once, then taken per slot and joined per lead in C++, without a
+# Python string per lead (1M leads: ~3 s instead of ~25 s).
+def _codes(values, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes of the shape of ``valid``, 0 where not valid; the distinct values of the valid slots)."""
+    valid = np.asarray(valid, bool)
+    codes = np.zeros(valid.shape, np.int64)
+    flat = np.asarray(values).reshape(valid.shape)[valid]
+    if flat.dtype.kind == "f":
+        uniques, inverse = np.unique(flat, return_inverse=True)
+    else:
+        inverse, uniques = pd.factorize(pd.Series(flat, dtype=object), use_na_sentinel=False)
+        uniques = np.asarray(uniques, dtype=object)
+    codes[valid] = inverse.ravel()
+    return codes, uniques
+
+
+def _table(rendered) -> pa.Array:
+    """Rendered distinct values as an Arrow string array (one empty string when there are none, so a take
+    of code 0 on a slot that is not shown stays valid)."""
+    if isinstance(rendered, pa.Array):
+        return rendered if len(rendered) else pa.array([""], type=pa.string())
+    values = [str(v) for v in rendered]
+    return pa.array(values or [""], type=pa.string())
+
+
+def _json_points(u) -> list[str]:
+    return list(np.char.mod("%.1f", np.asarray(u, float) + 0.0))
+
+
+def _signed_points(u) -> list[str]:
+    return [("" if t.startswith("-") else "+") + t for t in _json_points(u)]
+
+
+def _strings(u) -> pa.Array:
+    return pa.array(pd.Series(u, dtype=object).astype(str).fillna("").to_numpy(dtype=object), type=pa.string())
+
+
+def _line_text(u) -> pa.Array:
+    """Sentences for the one-line text: control characters (and DEL) as spaces."""
+    return pc.replace_substring_regex(_strings(u), CONTROL.pattern, " ")
+
+
+def _json_text(u) -> pa.Array:
+    """Values as the inside of a JSON string: backslash, quote, \\n, \\r, \\t escaped, every other control
+    character as \\u00XX (RFC 8259 allows none unescaped)."""
+    s = _strings(u)
     for a, b in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
-        s = s.str.replace(a, b, regex=False)
-    # Every other control character (JSON allows none unescaped in a string): \u00XX, on the few that hold one.
-    control = s.str.contains(r"[\x00-\x1f]", regex=True).to_numpy(dtype=bool)
-    if control.any():
-        s = s.astype(object)
-        s[control] = s[control].str.replace(r"[\x00-\x1f]", lambda m: f"\\u{ord(m.group()):04x}", regex=True)
+        s = pc.replace_substring(s, a, b)
+    control = pc.match_substring_regex(s, r"[\x00-\x1f]").to_numpy(zero_copy_only=False)
+    if control.any():  # few: \u00XX for every other control character
+        values = s.to_numpy(zero_copy_only=False).astype(object)
+        values[control] = [re.sub(r"[\x00-\x1f]", lambda m: f"\\u{ord(m.group()):04x}", v) for v in values[control]]
+        s = pa.array(values, type=pa.string())
     return s
 
 
-def _distinct(values, render) -> np.ndarray:
-    """``render`` applied to each distinct value once (a sentence or a point value repeats across leads)."""
-    codes, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
-    return np.asarray(list(render(uniques)), dtype=object)[codes]
+def _join_slots(pieces: list, valid: np.ndarray, sep: str) -> pa.Array:
+    """Each lead's shown slots (valid slots first) joined by ``sep``; "" for a lead with none."""
+    n = valid.shape[0]
+    out = []
+    for j, piece in enumerate(pieces):
+        if j:
+            piece = pc.binary_join_element_wise(sep, piece, "")
+        out.append(pc.if_else(pa.array(valid[:, j]), piece, ""))
+    if not out:
+        return pa.array([""] * n, type=pa.string())
+    return out[0] if len(out) == 1 else pc.binary_join_element_wise(*out, "")
 
 
-def _per_lead(frags: list[str], valid: np.ndarray, sep: str, wrap: str = "{}") -> np.ndarray:
-    """Each lead's fragments (its valid slots, in order) joined by ``sep``; ``wrap`` formats the join."""
-    counts = valid.sum(axis=1)
-    ends = np.cumsum(counts)
-    return np.array([wrap.format(sep.join(frags[a:b])) for a, b in zip((ends - counts).tolist(), ends.tolist())],
-                    dtype=object)
+def _json_lists(names: tuple, texts: tuple, pts: tuple, valid: np.ndarray) -> pa.Array:
+    """'[{"feature": …, "sentence": …, "points": …}, …]' per lead from (codes, rendered table) pairs."""
+    pieces = [pc.binary_join_element_wise(
+        '{"feature": "', names[1].take(names[0][:, j]), '", "sentence": "', texts[1].take(texts[0][:, j]),
+        '", "points": ', pts[1].take(pts[0][:, j]), "}", "") for j in range(valid.shape[1])]
+    return pc.binary_join_element_wise("[", _join_slots(pieces, valid, ", "), "]", "")
+
+
+def _lines(texts: tuple, pts: tuple, valid: np.ndarray) -> pa.Array:
+    """'sentence (+points); …' per lead from (codes, rendered table) pairs."""
+    pieces = [pc.binary_join_element_wise(texts[1].take(texts[0][:, j]), " (", pts[1].take(pts[0][:, j]), ")", "")
+              for j in range(valid.shape[1])]
+    return _join_slots(pieces, valid, "; ")
+
+
+def _rendered(values, valid, render) -> tuple[np.ndarray, pa.Array]:
+    codes, uniques = _codes(values, valid)
+    return codes, _table(render(uniques))
+
+
+def _text_column(values: pa.Array, index=None) -> pd.Series:
+    """An Arrow string array as a pandas string column (no per-value conversion)."""
+    return pd.Series(pd.array(values, dtype="str"), index=index)
 
 
 def reasons_json(names: np.ndarray, texts: np.ndarray, pts: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """A JSON list per lead of {feature, sentence, points}; valid slots must come first.
 
-    Each distinct name, sentence and point value is escaped or formatted once, and each lead's list is
-    one join of its fragments."""
-    flat = np.asarray(valid, bool).ravel()
-    name = _distinct(np.asarray(names, dtype=object).ravel()[flat], lambda u: _json_escape(u).to_numpy(dtype=object))
-    text = _distinct(np.asarray(texts, dtype=object).ravel()[flat], lambda u: _json_escape(u).to_numpy(dtype=object))
-    point = _distinct(np.asarray(pts, float).ravel()[flat], lambda u: np.char.mod("%.1f", np.asarray(u, float)))
-    frags = [f'{{"feature": "{a}", "sentence": "{b}", "points": {c}}}' for a, b, c in zip(name, text, point)]
-    return _per_lead(frags, valid, ", ", "[{}]")
+    Each distinct name, sentence and point value is escaped or formatted once; each lead's list is joined
+    by Arrow's string kernels."""
+    valid = np.asarray(valid, bool)
+    out = _json_lists(_rendered(names, valid, _json_text), _rendered(texts, valid, _json_text),
+                      _rendered(np.asarray(pts, float), valid, _json_points), valid)
+    return out.to_numpy(zero_copy_only=False).astype(object)
 
 
 #: Control characters (and DEL) in a sentence are shown as spaces in the one-line reason text.
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # (pattern also read by Arrow's RE2)
 
 
 def reason_lines(texts: np.ndarray, pts: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """'sentence (+points); …' per lead from the listed reasons (valid slots first): the points after the
     sentence, so the text never starts with a sign; control characters shown as spaces."""
-    flat = np.asarray(valid, bool).ravel()
-    text = _distinct(np.asarray(texts, dtype=object).ravel()[flat], lambda u: [CONTROL.sub(" ", x) for x in pd.Series(u, dtype=object).astype(str).fillna("")])
-    point = _distinct(np.asarray(pts, float).ravel()[flat],
-                      lambda u: [("" if t.startswith("-") else "+") + t for t in np.char.mod("%.1f", np.asarray(u, float))])
-    return _per_lead([f"{a} ({b})" for a, b in zip(text, point)], valid, "; ")
+    valid = np.asarray(valid, bool)
+    out = _lines(_rendered(texts, valid, _line_text), _rendered(np.asarray(pts, float), valid, _signed_points), valid)
+    return out.to_numpy(zero_copy_only=False).astype(object)
+
+
+def _other_tail(other, n: int) -> pa.Array:
+    """'all other factors (+1.1)' where ``other`` rounds to at least 0.1 in size, else ""."""
+    if other is None:
+        return pa.array([""] * n, type=pa.string())
+    o = np.round(pd.to_numeric(pd.Series(np.asarray(other)), errors="coerce").fillna(0.0).to_numpy(float), 1)
+    shown = np.abs(o) >= 0.05
+    codes, table = _rendered(o.reshape(-1, 1), shown.reshape(-1, 1), _signed_points)
+    tail = pc.binary_join_element_wise("all other factors (", table.take(codes[:, 0]), ")", "")
+    return pc.if_else(pa.array(shown), tail, "")
+
+
+def _reason_text(lines: pa.Array, other) -> pa.Array:
+    tail = _other_tail(other, len(lines))
+    no_lines, no_tail = pc.equal(lines, ""), pc.equal(tail, "")
+    joined = pc.if_else(no_tail, lines, pc.binary_join_element_wise(lines, "; ", tail, ""))
+    return pc.if_else(no_lines, pc.utf8_capitalize(tail), joined)
 
 
 def reason_text(lines, other=None) -> pd.Series:
     """The one-line reason text: the listed reasons' ``lines`` and, when ``other`` (the points of the
     reasons not listed) rounds to at least 0.1, 'all other factors (+1.1)'."""
-    joined = pd.Series(lines, dtype=object)
-    tail = pd.Series("", index=joined.index, dtype=object)
-    if other is not None:
-        o = np.round(pd.to_numeric(pd.Series(np.asarray(other), index=joined.index), errors="coerce").fillna(0.0), 1)
-        tail = pd.Series(np.where(o.abs() >= 0.05, "all other factors (" + np.where(o >= 0, "+", "")
-                                  + np.char.mod("%.1f", o.to_numpy()) + ")", ""), index=joined.index, dtype=object)
-    out = joined.where(tail == "", joined + "; " + tail)
-    return out.where(joined != "", tail.str.capitalize())
+    index = lines.index if isinstance(lines, pd.Series) else None
+    values = pa.array(pd.Series(lines, dtype=object).fillna("").astype(str).to_numpy(dtype=object), type=pa.string())
+    return _text_column(_reason_text(values, other), index)
 
 
 def top_reasons(exp: Explanation, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -367,13 +447,21 @@ class LeadScorer:
         # Under the threshold once the shown points round below it: raw - removed < threshold - 0.05.
         push_idx, push_valid = pushed_over(G, raw_points, self.mql_threshold - 0.05, over=shown >= self.mql_threshold)
         push_pts = np.round(np.take_along_axis(G, push_idx, axis=1), 1)
-        # every sentence shown, written once per lead and group (the strongest positive is often also pushed over)
+        # every sentence shown, written once per lead and group (the strongest positive is often also pushed
+        # over) and escaped once per distinct sentence
         k_pos, k_neg = pos.shape[1], neg.shape[1]
-        text_shown = group_sentences(self.features, X, np.concatenate(
-            [np.where(pos_valid, pos, -1), np.where(neg_valid, neg, -1), np.where(push_valid, push_idx, -1)], axis=1))
-        pos_json = reasons_json(names[pos], text_shown[:, :k_pos], pos_pts, pos_valid)
-        neg_json = reasons_json(names[neg], text_shown[:, k_pos:k_pos + k_neg], neg_pts, neg_valid)
-        push_json = reasons_json(names[push_idx], text_shown[:, k_pos + k_neg:], push_pts, push_valid)
+        slots = np.concatenate([np.where(pos_valid, pos, -1), np.where(neg_valid, neg, -1),
+                                np.where(push_valid, push_idx, -1)], axis=1)
+        text_codes, sentences_ = group_sentence_codes(self.features, X, slots)
+        json_text = _table(_json_text(sentences_))
+        json_names = _table(_json_text(names))
+        point_codes, point_values = _codes(np.concatenate([pos_pts, neg_pts, push_pts], axis=1), slots >= 0)
+        json_points = _table(_json_points(point_values))
+        part = {"pos": slice(0, k_pos), "neg": slice(k_pos, k_pos + k_neg), "push": slice(k_pos + k_neg, None)}
+        group_of = {"pos": pos, "neg": neg, "push": push_idx}
+        valid_of = {"pos": pos_valid, "neg": neg_valid, "push": push_valid}
+        lists = {k: _json_lists((group_of[k], json_names), (text_codes[:, sl], json_text),
+                                (point_codes[:, sl], json_points), valid_of[k]) for k, sl in part.items()}
         base = np.full(len(G), round(exp.base_points, 1))
         capped = np.round(exp.cap, 1)
         listed = np.where(pos_valid, pos_pts, 0).sum(axis=1) + np.where(neg_valid, neg_pts, 0).sum(axis=1)
@@ -386,19 +474,21 @@ class LeadScorer:
             "engagement_grade": engagement,
             "matrix_cell": fit_grade + engagement,
             "is_mql": shown >= self.mql_threshold,
-            "reasons": ('{"positive": ' + pd.Series(pos_json, dtype=object) + ', "negative": '
-                        + pd.Series(neg_json, dtype=object) + "}").to_numpy(),
-            "pushed_over_mql": push_json,
+            "reasons": _text_column(pc.binary_join_element_wise(
+                '{"positive": ', lists["pos"], ', "negative": ', lists["neg"], "}", ""), X.index),
+            "pushed_over_mql": _text_column(lists["push"], X.index),
             "base_points": base,
             "other_points": other + 0.0,
             "capped_points": capped + 0.0,
         }, index=X.index)
         if text:
-            pos_line = reason_lines(text_shown[:, :k_pos], pos_pts, pos_valid)
-            neg_line = reason_lines(text_shown[:, k_pos:k_pos + k_neg], neg_pts, neg_valid)
-            both = pd.Series(pos_line, dtype=object)
-            both = both.where(pd.Series(neg_line) == "", both.where(both == "", both + "; ") + neg_line)
-            out["reasons_text"] = reason_text(both, out["other_points"].to_numpy()).to_numpy()
+            line_text = _table(_line_text(sentences_))
+            line_points = _table(_signed_points(point_values))
+            pos_line, neg_line = (_lines((text_codes[:, part[k]], line_text), (point_codes[:, part[k]], line_points),
+                                         valid_of[k]) for k in ("pos", "neg"))
+            both = pc.if_else(pc.equal(neg_line, ""), pos_line, pc.if_else(
+                pc.equal(pos_line, ""), neg_line, pc.binary_join_element_wise(pos_line, "; ", neg_line, "")))
+            out["reasons_text"] = _text_column(_reason_text(both, other + 0.0), X.index)
         return out
 
 

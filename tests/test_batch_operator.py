@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -398,6 +399,88 @@ def test_custom_columns_the_model_uses_absent_or_empty_are_named(job, tmp_path):
     assert "x_region, x_seats" in problems[0] and "% of its signal" in problems[0]
     leads.assign(x_region="EMEA", x_seats=3.0).to_parquet(tmp_path / "ok.parquet", index=False)
     assert unfit_input(scorer, tmp_path / "ok.parquet", job["events"]) == []
+
+
+def test_contract_columns_the_model_reads_renamed_in_the_export_are_refused_with_the_header_found(job, tmp_path):
+    """A CRM header ('Job Title', 'Email Domain Name', 'No. of Employees') for an optional contract column:
+    the column is absent, so every lead would read as 'title not known': refused (exit 5) naming each
+    column, the features it feeds, their share of signal and the header cell meant; --allow-unfit scores
+    anyway with the warning; a column the model does not read (annual_revenue here, dropped) is no problem."""
+    leads = pd.read_parquet(job["leads"])
+    renamed = leads.rename(columns={"title": "Job Title", "email_domain": "Email Domain Name",
+                                    "employees": "No. of Employees"})
+    renamed.to_csv(tmp_path / "renamed.csv", index=False)
+    with pytest.raises(BatchError) as err:
+        score_leads(job["scorer"], tmp_path / "renamed.csv", job["events"], tmp_path / "s.parquet", as_of=AS_OF)
+    msg = str(err.value)
+    assert "3 column(s) the model reads are absent from the leads file under the contract's name" in msg
+    assert "'title' (read by seniority, job_function:" in msg and "did you mean 'Job Title'?" in msg
+    assert "did you mean 'Email Domain Name'?" in msg and "did you mean 'No. of Employees'?" in msg
+    assert re.search(r"'employees' \(read by company_size: \d+\.\d% of the model's signal\)", msg)
+    assert not (tmp_path / "s.parquet").exists()
+    r = runner.invoke(app, ["score", "--model", str(job["model"]), "--trust-model", "--leads", str(tmp_path / "renamed.csv"),
+                            "--events", str(job["events"]), "--as-of", AS_OF, "--out", str(tmp_path / "t.parquet")])
+    assert r.exit_code == EXIT_BATCH and "Job Title" in r.output and "--allow-unfit" in r.output
+    run = score_leads(job["scorer"], tmp_path / "renamed.csv", job["events"], tmp_path / "s.parquet", as_of=AS_OF,
+                      allow_unfit=True)
+    assert run.scored > 0 and any("'title' (read by" in w for w in run.warnings)
+    # a column the export does not hold at all (nothing like it in the header) is scored as not known, and said
+    leads.drop(columns=["employees"]).to_csv(tmp_path / "no_size.csv", index=False)
+    run = score_leads(job["scorer"], tmp_path / "no_size.csv", job["events"], tmp_path / "n.parquet", as_of=AS_OF)
+    assert run.scored > 0 and any("column absent, every lead scored with it not known: 'employees' (read by company_size"
+                                  in w for w in run.warnings)
+
+
+def test_events_at_or_after_as_of_are_counted_as_not_used_and_change_no_score(job, tmp_path):
+    """Features count the events strictly before as_of: one event exactly at as_of and one after are
+    valid, reported as not used (the CLI line and the warning), and no lead's points move."""
+    events = pd.read_parquet(job["events"])
+    lead = events["lead_id"].iloc[0]
+    extra = events.head(2).assign(lead_id=lead, timestamp=[pd.Timestamp(AS_OF), pd.Timestamp(AS_OF) + pd.Timedelta("1h")],
+                                  event_type="pricing_page")
+    pd.concat([events, extra], ignore_index=True).to_parquet(tmp_path / "events.parquet", index=False)
+    base = score_leads(job["scorer"], job["leads"], job["events"], tmp_path / "a.parquet", as_of=AS_OF, explain="none")
+    run = score_leads(job["scorer"], job["leads"], tmp_path / "events.parquet", tmp_path / "b.parquet", as_of=AS_OF,
+                      explain="none")
+    late = run.events_late
+    assert late == base.events_late + 2 and run.events_in == base.events_in + 2
+    assert any(f"{late:,} events are at or after as_of" in w and "not used" in w for w in run.warnings)
+    a, b = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
+    assert a["points"].tolist() == b["points"].tolist()
+    r = runner.invoke(app, ["score", "--model", str(job["model"]), "--trust-model", "--leads", str(job["leads"]),
+                            "--events", str(tmp_path / "events.parquet"), "--as-of", AS_OF, "--explain", "none",
+                            "--out", str(tmp_path / "c.parquet")])
+    assert r.exit_code == 0 and f"{late:,} of the valid at or after as_of: not used" in " ".join(r.output.split())
+
+
+def test_a_lead_created_after_as_of_is_rejected_showing_its_own_created_at(job, tmp_path):
+    leads = pd.read_parquet(job["leads"])
+    lead = leads["lead_id"].iloc[0]
+    at = leads["lead_id"] == lead
+    leads.loc[at, "created_at"] = pd.Timestamp("2027-01-01 09:30")
+    leads.loc[at, "outcome"], leads.loc[at, "outcome_at"] = None, pd.NaT  # open
+    leads.to_parquet(tmp_path / "leads.parquet", index=False)
+    run = score_leads(job["scorer"], tmp_path / "leads.parquet", job["events"], tmp_path / "s.parquet", as_of=AS_OF,
+                      explain="none")
+    rej = pd.read_csv(run.rejects, dtype=str).set_index("lead_id")
+    assert rej.loc[lead, "column"] == "created_at" and rej.loc[lead, "reason"] == "created at or after as_of"
+    assert rej.loc[lead, "value"] == "2027-01-01 09:30:00"  # the lead's value, not the as_of
+
+
+def test_a_lead_not_explained_has_no_reason_text_and_no_grades(job, tmp_path):
+    """--explain none / mql: a lead without reasons shows none ("All other factors (-33.6)" read like a
+    reason in the CRM), and no grades (they are sums of reasons); explained leads have both."""
+    run = score_leads(job["scorer"], job["leads"], job["events"], tmp_path / "n.parquet", as_of=AS_OF, explain="none")
+    none = pd.read_parquet(run.output)
+    assert run.scored > 0 and none["reasons_text"].isna().all()
+    assert none[["fit_grade", "engagement_grade", "matrix_cell"]].isna().all().all()
+    run = score_leads(job["scorer"], job["leads"], job["events"], tmp_path / "m.parquet", as_of=AS_OF, explain="mql")
+    mql = pd.read_parquet(run.output)
+    explained = mql["reasons"] != '{"positive": [], "negative": []}'
+    assert 0 < explained.sum() < len(mql) == len(none)
+    assert mql.loc[explained, "reasons_text"].str.len().gt(0).all() and mql.loc[explained, "fit_grade"].notna().all()
+    assert mql.loc[~explained, "reasons_text"].isna().all() and mql.loc[~explained, "matrix_cell"].isna().all()
+    assert mql["points"].tolist() == none["points"].tolist()
 
 
 # ----------------------------------------------------------------------------- 6. trusted models

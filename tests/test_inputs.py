@@ -4,14 +4,18 @@ here, next to cases of the same kinds of our own."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
 
 import duckdb
 import joblib
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from leadscore.batch import score_leads
@@ -19,6 +23,7 @@ from leadscore.cli import app
 from leadscore.contract import (
     AMBIGUOUS_DATE,
     ContractError,
+    amount_warning,
     id_sql,
     normalise_domains,
     normalise_ids,
@@ -77,6 +82,30 @@ def test_trailing_delimiter_row_with_a_value_in_the_extra_field_is_rejected(tmp_
     leads, rejects, report = validate_leads(path, require_outcome=False)
     assert list(leads["lead_id"]) == ["L1", "L3"]
     assert rejects.iloc[0][["row", "reason"]].tolist() == [2, "4 fields, header has 3"]
+
+
+@pytest.mark.parametrize("sep,encoding", [(",", "utf-8"), (";", "cp1252"), ("\t", "utf-16")])
+def test_empty_records_below_a_spreadsheet_table_are_skipped_like_blank_lines_and_said(tmp_path, sep, encoding):
+    """Excel saves rows it once formatted as ',,,,,' (every field empty): a blank line, not a lead without
+    an id. They are skipped and reported with their rows; a row with one value left is still a reject."""
+    rows = ["lead_id,created_at,title,industry", "L1,2026-09-01,CEO,software", ",,,", "L2,2026-09-02,CTO,retail",
+            " , ,,", ",,,", ",,CFO,", "N/A,,,"]
+    text = "\r\n".join(r.replace(",", sep) for r in rows) + "\r\n"
+    path = _write(tmp_path / "l.csv", text, encoding)
+    leads, rejects, report = validate_leads(path, require_outcome=False)
+    assert list(leads["lead_id"]) == ["L1", "L2"]
+    assert rejects[["row", "column"]].values.tolist() == [[6, "lead_id"]]  # ',,CFO,': a lead without an id
+    assert report.rows_in == 3 and report.rows_valid == 2 and report.rows_rejected == 1
+    line = next(w for w in report.warning_lines() if w.startswith("records with every field empty"))
+    assert line.endswith(": 4 (rows 2, 4, 5, 7)")
+    mapped = read_export_table(path)  # the mapping's reader: 'N/A' is for the mapping's placeholders to decide
+    assert mapped.empty_rows == [2, 4, 5] and len(mapped.frame) == 4
+
+
+def test_a_file_of_only_empty_records_has_no_data_rows(tmp_path):
+    path = _write(tmp_path / "l.csv", "lead_id,created_at\n,\n,\n")
+    with pytest.raises(ContractError, match="no data rows"):
+        validate_leads(path, require_outcome=False)
 
 
 def test_case_semicolon_separator_detected_for_leads_and_events(tmp_path):
@@ -396,7 +425,7 @@ def test_infinite_numbers_in_parquet_and_events_are_missing(tmp_path):
     ev = _write(tmp_path / "e.csv", "lead_id,timestamp,event_type,duration_s\nL1,2026-09-02,web_visit,1e400\n")
     rejects, ev_report = validate_events(ev, leads, leads.iloc[:0], tmp_path / "o.parquet")
     assert rejects.empty and pd.isna(pd.read_parquet(tmp_path / "o.parquet")["duration_s"].iloc[0])
-    assert ev_report.warnings == {"duration_s: not a number, set to missing": 1}
+    assert ev_report.warnings == {amount_warning("duration_s", "not finite", "."): 1}  # as a lead's number
 
 
 @pytest.mark.parametrize("content, message", [("", "empty \\(0 bytes\\)"), ("\n\n", "no header and no rows"),
@@ -529,10 +558,12 @@ def test_priority_entries_with_a_blank_column_match_by_the_other_and_blanks_matc
                           "email_domain": pd.array([None, "acme.com", None], dtype="string")})
     pri = read_priority_accounts(_write(tmp_path / "p.csv", "account_id,domain\nA1,\n,www.acme.com\nA9,\n,\n,globex.com\n"))
     got = unmatched_priority(pri, leads)
-    # A1 by id, acme.com by domain; A9, the blank row and globex.com match no lead (a blank never matches a blank)
-    assert len(got) == 3 and sorted(got["account_id"].fillna("").tolist()) == ["", "", "A9"]
-    assert sorted(got["domain"].fillna("").tolist()) == ["", "", "globex.com"]
-    assert unmatched_priority(pri, leads[["email_domain"]]).shape[0] == 4  # no account_id column: ids match nothing
+    # A1 by id, acme.com by domain; A9 and globex.com match no lead (a blank never matches a blank); the
+    # ',' line is a blank line: skipped, and its row kept for the job's warning
+    assert pri.attrs["empty_rows"] == [4] and len(pri) == 4
+    assert len(got) == 2 and sorted(got["account_id"].fillna("").tolist()) == ["", "A9"]
+    assert sorted(got["domain"].fillna("").tolist()) == ["", "globex.com"]
+    assert unmatched_priority(pri, leads[["email_domain"]]).shape[0] == 3  # no account_id column: ids match nothing
 
 @pytest.mark.parametrize("text", ["account_id,domain\n", "account_id,domain\r\n", "domain\n"])
 def test_a_header_only_priority_list_means_no_priority_accounts(tmp_path, text):
@@ -730,3 +761,52 @@ def test_score_refuses_a_wrong_encoding_option_with_exit_3_and_keeps_the_previou
     assert result.exit_code == 3, result.output
     assert "is UTF-8 text" in " ".join(result.output.split()) and "'Général'" in result.output
     assert out.read_text() == "previous\n"
+
+
+
+# ============================================================================ one number grammar
+NUMBER_TEXTS = ["1200", " 30 ", "-5", "1.200", "1,200", "1,234.5", "1.234,5", "12,5", "85.5", "0.5", "2,5 Mio. €",
+                "$1.2M", "51-200", "10,000+", "abc", "inf", "1e400", "1e3", "45%", "", "  ", "1.500.000,00", "1,2,3"]
+
+
+def _events_with_numbers(tmp_path, texts, sep=",", decimal=None):
+    leads = _write(tmp_path / "leads.csv", "lead_id,created_at\nL1,2026-09-01\n")
+    with open(tmp_path / "events.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, delimiter=sep, quoting=csv.QUOTE_ALL)
+        w.writerow(["lead_id", "timestamp", "event_type", "duration_s", "percent_watched"])
+        for t in texts:
+            w.writerow(["L1", "2026-09-02", "webinar_attend", t, t])
+    options = {"decimal": decimal} if decimal else None
+    lv, lr, _ = validate_leads(leads, require_outcome=False)
+    _, report = validate_events(tmp_path / "events.csv", lv, lr, tmp_path / "ev.parquet", options=options)
+    return pd.read_parquet(tmp_path / "ev.parquet"), report
+
+
+@pytest.mark.parametrize("sep,decimal", [(",", None), (";", None), (";", ","), (",", ".")])
+def test_event_numbers_are_read_by_the_leads_grammar(tmp_path, sep, decimal):
+    """duration_s and percent_watched read '1,234.5', '1.200' (ambiguous where '.' is the decimal
+    separator), '2,5 Mio. €' … exactly as a lead's employees column does (parse_amount): one grammar.
+    percent_watched also takes '45%'. Every value set to missing is counted with its reason."""
+    events, report = _events_with_numbers(tmp_path, NUMBER_TEXTS, sep, decimal)
+    file_decimal = report.read["decimal"]
+    want, status = parse_amount(pd.Series(NUMBER_TEXTS, dtype="str"), file_decimal, trusted=decimal is not None)
+    got = events["duration_s"].to_numpy()
+    for t, g, w_ in zip(NUMBER_TEXTS, got, want):
+        assert (np.isnan(g) and (np.isnan(w_) or w_ < 0)) or g == w_, (t, g, w_)
+    pct = events["percent_watched"].to_numpy()
+    assert pct[NUMBER_TEXTS.index("45%")] == 45.0 and np.isnan(got[NUMBER_TEXTS.index("45%")])
+    for st_, n in status.value_counts().items():  # the leads' warning, with the same count
+        if st_:
+            assert report.warnings[amount_warning("duration_s", st_, file_decimal)] == n, (st_, report.warnings)
+    assert len(events) == len(NUMBER_TEXTS)  # no event dropped for a number
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.from_regex(r"[+-]?[0-9]{1,7}([.,][0-9]{1,4}){0,3}( ?(k|M|Mio\\.|%))?", fullmatch=True),
+                      min_size=1, max_size=30))
+def test_any_number_text_reads_the_same_in_events_as_in_leads(tmp_path, texts):
+    events, report = _events_with_numbers(tmp_path, texts)
+    want, _ = parse_amount(pd.Series(texts, dtype="str"), report.read["decimal"])
+    got = events["duration_s"].to_numpy()
+    for t, g, w_ in zip(texts, got, want):
+        assert (np.isnan(g) and (np.isnan(w_) or w_ < 0)) or g == w_, (t, g, w_)

@@ -367,3 +367,26 @@ def test_sentences_written_once_per_combination_equal_each_leads_own(scorer_and_
         rows, slots = np.nonzero(index == g)
         assert (got[rows, slots] == own[rows]).all(), key
     assert (got[index < 0] == "").all()
+
+
+def test_a_behaviour_that_happened_but_counts_against_the_lead_says_less_than_a_typical_lead(scorer_and_table):
+    """'Marketing emails: opened 1 email in the last 30 days (-8.8)' reads as if opening an email hurt:
+    a negative reason of an engagement behaviour the lead did says it was less than a typical lead's. Not
+    for its absence ('No …'), not for a positive reason, not for careers page or unsubscribe."""
+    from leadscore.reasons import BELOW_TYPICAL
+
+    scorer, table = scorer_and_table
+    scored = scorer.score(table.head(1500), text=True)
+    seen = 0
+    for r, text in zip(scored["reasons"], scored["reasons_text"]):
+        r = json.loads(r)
+        for item in r["positive"]:
+            assert BELOW_TYPICAL not in item["sentence"]
+        for item in r["negative"]:
+            s, key = item["sentence"], item["feature"]
+            engaged = key in {"emails", "webinars", "web_visit", "form_fill", "pricing_page", "demo_request",
+                              "quote_form", "content_download", "newsletter_signup", "social_follow"}
+            assert s.endswith(BELOW_TYPICAL) == (engaged and not s.startswith("No ")), s
+            seen += s.endswith(BELOW_TYPICAL)
+            assert s in text  # the one-line text reads the same sentence
+    assert seen > 0

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from leadscore import contract, features, runstore, safecsv
 from leadscore.memory import release_memory
-from leadscore.reader import parquet_rows, parquet_sql
+from leadscore.reader import EMPTY_RECORDS, empty_records_note, parquet_rows, parquet_sql
 from leadscore.stages import Stages
 from leadscore.runstore import JobBusy, JobIOError  # noqa: F401 (re-exported for the CLI)
 from leadscore.reasons import group_layout, group_matrix, group_sentences
@@ -80,6 +80,7 @@ class ScoreRun:
     recovered: list = field(default_factory=list)
     previous_as_of: str | None = None
     stages: list = field(default_factory=list)  # per stage: seconds and peak memory (Stages.table())
+    events_late: int = 0  # valid events at or after as_of: not used (features count events before as_of)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -223,12 +224,35 @@ def signal_shares(scorer: LeadScorer) -> tuple[dict[str, float], dict[str, float
     return per_feature, groups
 
 
-def unfit_input(scorer: LeadScorer, leads_file: Path, events_file: Path | None) -> list[str]:
-    """Why this input is not data the model was made for, with the numbers (empty when it is): custom
-    (mapped) columns the model uses that are absent or empty, or no events while behaviour features
-    carried most of the model's signal."""
+def absent_columns(scorer: LeadScorer, fparams, absent, header) -> tuple[list[str], list[str]]:
+    """Contract columns of the leads table that this export lacks and the model reads (a feature built from
+    them carried signal), one line each with the features and their share of the model's signal, split in
+    (renamed, missing): renamed when a header cell is like it ('title' absent, 'Job Title' present: every
+    lead would be scored as if its title were not known, though the export has it), else missing (the
+    export does not hold it: the leads are scored with it not known, and a warning says so)."""
+    per_feature, _ = signal_shares(scorer)
+    reads = {f.name: set(re.findall(r"\bl\.(\w+)", f.sql)) for f in features.feature_specs(fparams)}
+    renamed, missing = [], []
+    for col in absent:
+        used = [n for n, cols in reads.items() if col in cols and per_feature.get(n, 0.0) > 0]
+        if not used:
+            continue
+        close = contract.closest_column(col, header)
+        line = f"'{col}' (read by {', '.join(used)}: {sum(per_feature[n] for n in used):.1%} of the model's signal)"
+        (renamed if close else missing).append(line + (f"; did you mean {close!r}?" if close else ""))
+    return renamed, missing
+
+
+def unfit_input(scorer: LeadScorer, leads_file: Path, events_file: Path | None, absent: list[str] = ()) -> list[str]:
+    """Why this input is not data the model was made for, with the numbers (empty when it is): contract
+    columns the model reads that are absent (``absent``, see :func:`absent_columns`), custom (mapped)
+    columns the model uses that are absent or empty, or no events while behaviour features carried most of
+    the model's signal."""
     per_feature, groups = signal_shares(scorer)
     problems = []
+    if absent:
+        problems.append(f"{len(absent)} column(s) the model reads are absent from the leads file under the "
+                        f"contract's name: {', '.join(absent)}. Rename them (README: data contract), or map the export")
     custom = [c for c in scorer.model.feature_names if c.startswith("x_")]
     if custom:
         have = set(pq.read_schema(leads_file).names)
@@ -422,6 +446,8 @@ class CheckedInputs:
     event_report: contract.FileReport | None = None
     inputs: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    lead_report: contract.FileReport | None = None
+    events_late: int = 0
 
 
 def check_inputs(scorer: LeadScorer, leads_path, events_path, priority_path, work: Path, as_of_ts: pd.Timestamp,
@@ -436,10 +462,10 @@ def check_inputs(scorer: LeadScorer, leads_path, events_path, priority_path, wor
         lead_keys, decided, lead_rejects, lead_report = _check_leads(scorer, leads_path, work, as_of_ts, read_options,
                                                                      inputs, warnings)
     event_rejects = pd.DataFrame(columns=contract.REJECT_COLUMNS)
-    events_file, event_report = None, None
+    events_file, event_report, n_late = None, None, 0
     if events_path is not None:
         with stages("validate events"):
-            event_rejects, event_report = _check_events(events_path, lead_keys, lead_rejects, work, as_of_ts,
+            event_rejects, event_report, n_late = _check_events(events_path, lead_keys, lead_rejects, work, as_of_ts,
                                                         memory_limit, read_options, inputs, warnings)
             events_file = work / "events.parquet"
     release_memory()
@@ -447,6 +473,8 @@ def check_inputs(scorer: LeadScorer, leads_path, events_path, priority_path, wor
     if priority_path is not None:
         with stages("priority list"):
             priority = contract.read_priority_accounts(priority_path, read_options)
+            if empty := priority.attrs.get("empty_rows"):
+                warnings.append(f"{priority_path}: {len(empty):,} {EMPTY_RECORDS} (rows {', '.join(map(str, empty[:10]))})")
             unmatched = contract.unmatched_priority(priority, lead_keys)
             if len(unmatched):
                 ex = ", ".join((unmatched["domain"].where(unmatched["domain"].notna(), unmatched["account_id"]))
@@ -457,7 +485,7 @@ def check_inputs(scorer: LeadScorer, leads_path, events_path, priority_path, wor
             priority_file = work / "priority.parquet"
     del lead_keys
     return CheckedInputs(work / "leads.parquet", events_file, priority_file, decided, lead_rejects, event_rejects,
-                         lead_report.rows_in, event_report, inputs, warnings)
+                         lead_report.rows_in, event_report, inputs, warnings, lead_report, n_late)
 
 
 def _check_leads(scorer: LeadScorer, leads_path, work: Path, as_of_ts: pd.Timestamp, read_options, inputs: dict,
@@ -472,7 +500,7 @@ def _check_leads(scorer: LeadScorer, leads_path, work: Path, as_of_ts: pd.Timest
         inputs[str(leads_path)] = table.dialect.describe()
         mapped, mreport = export_mapping.apply_mapping(table.frame, scorer.mapping, str(leads_path), scoring=True,
                                                        as_of=as_of_ts, bad_rows=table.bad_rows)
-        warnings += [f"{leads_path}: {w}" for w in mreport.warnings]
+        warnings += [f"{leads_path}: {w}" for w in [*mreport.warnings, empty_records_note(table)] if w]
         leads_source = work / "mapped_leads.parquet"
         mapped.to_parquet(leads_source, index=False)
         lead_options = None
@@ -495,21 +523,23 @@ def _check_leads(scorer: LeadScorer, leads_path, work: Path, as_of_ts: pd.Timest
 
 def _check_events(events_path, lead_keys: pd.DataFrame, lead_rejects: pd.DataFrame, work: Path,
                   as_of_ts: pd.Timestamp, memory_limit: str | None, read_options, inputs: dict, warnings: list):
-    """The event log streamed through the contract into ``work/events.parquet``: (rejects, report)."""
+    """The event log streamed through the contract into ``work/events.parquet``: (rejects, report, number of
+    valid events at or after as_of)."""
     con = features.connect(memory_limit=memory_limit)
     try:
         event_rejects, event_report = contract.validate_events(events_path, lead_keys[["lead_id"]], lead_rejects,
                                                                work / "events.parquet", con=con, options=read_options,
                                                                keep_order=False)
         n_late = con.sql(f"SELECT count(*) FROM {parquet_sql(work / 'events.parquet')} "
-                         f"WHERE timestamp > TIMESTAMP '{as_of_ts}'").fetchall()[0][0]
+                         f"WHERE timestamp >= TIMESTAMP '{as_of_ts}'").fetchall()[0][0]
     finally:
         con.close()
     inputs[str(events_path)] = event_report.read.get("described", "")
     warnings += [f"{events_path}: {w}" for w in event_report.warning_lines()]
     if n_late:
-        warnings.append(f"{events_path}: {n_late:,} events are after as_of ({as_of_ts}): not used")
-    return event_rejects, event_report
+        warnings.append(f"{events_path}: {n_late:,} events are at or after as_of ({as_of_ts}): valid, but not used "
+                        f"(features count the events before as_of)")
+    return event_rejects, event_report, n_late
 
 
 def not_scored(checked: CheckedInputs, excluded: pd.DataFrame, leads_path, as_of_ts: pd.Timestamp) -> pd.DataFrame:
@@ -518,8 +548,14 @@ def not_scored(checked: CheckedInputs, excluded: pd.DataFrame, leads_path, as_of
     decided = checked.decided
     # Valid leads: one reason each (not yet created wins over decided). The contract's rejects are input
     # rows, kept one per row: two rows without an id, or a duplicate of a decided lead, are two rejects.
+    # the value shown is the lead's own created_at (the reason names as_of)
+    shown = []
+    if len(excluded):
+        created = pq.read_table(checked.leads_file, columns=["lead_id", "created_at"]).to_pandas().set_index("lead_id")
+        shown = created["created_at"].reindex(excluded["lead_id"].to_numpy())
     valid_skipped = pd.concat([
-        excluded.assign(file=str(leads_path), row=pd.NA, column="created_at", value=str(as_of_ts), stage="features"),
+        excluded.assign(file=str(leads_path), row=pd.NA, column="created_at", stage="features",
+                        value=[None if pd.isna(t) else str(t) for t in shown]),
         decided.assign(file=str(leads_path), row=pd.NA, column="outcome", reason="already decided: " + decided["outcome"],
                        value=decided["outcome"], stage="open leads only").drop(columns="outcome"),
     ], ignore_index=True)
@@ -669,7 +705,10 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
         checked = check_inputs(scorer, leads_path, events_path, priority_path, work, as_of_ts, memory_limit,
                                read_options, stages)
         with stages("model fit check"):
-            unfit = unfit_input(scorer, checked.leads_file, checked.events_file)
+            report = checked.lead_report
+            renamed, missing = absent_columns(scorer, fparams, report.columns_added, report.columns) if report else ([], [])
+            unfit = unfit_input(scorer, checked.leads_file, checked.events_file, renamed)
+            checked.warnings += [f"{leads_path}: column absent, every lead scored with it not known: {m}" for m in missing]
         if unfit and not allow_unfit:
             raise BatchError("this export is not data the model was made for: " + "; ".join(unfit)
                              + ". Score with a model trained on such data, or pass --allow-unfit to score anyway.")
@@ -715,11 +754,6 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
                 n_explained += n_exp
                 n_reused += n_reuse
                 chunk.insert(0, "lead_id", X["lead_id"].to_numpy())
-                with stages("reason text"):  # (the scorer wrote it for the leads it explained now)
-                    read_back = chunk["reasons_text"].isna().to_numpy()
-                    if read_back.any():
-                        chunk.loc[read_back, "reasons_text"] = _reason_text(
-                            chunk.loc[read_back, "reasons"], chunk.loc[read_back, "other_points"]).to_numpy()
                 if history_dir is not None or previous is not None:
                     cur = pd.concat([chunk[["lead_id", "points", "is_mql"]],
                                      pd.DataFrame(contrib, columns=contrib_cols)], axis=1)
@@ -787,7 +821,7 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
                           else (0, 0, {})), checked.inputs,
                         [*checked.warnings, *(f"scored anyway (--allow-unfit): {u}" for u in unfit)],
                         run_id=run_id, previous_as_of=previous_run["as_of"] if previous_run else None,
-                        stages=stages.table())
+                        stages=stages.table(), events_late=checked.events_late)
     finally:
         for tmp in (tmp_out, tmp_rejects):
             if tmp is not None:
@@ -842,11 +876,14 @@ def _score_chunk(scorer: LeadScorer, X: pd.DataFrame, explain: str, near: float,
             out.loc[np.flatnonzero(rest), "other_points"] = np.round(points - base - capped, 1) + 0.0
             out.loc[np.flatnonzero(rest), "band"] = grade(points, scorer.params.bands, "D")
             out.loc[np.flatnonzero(rest), "is_mql"] = points >= scorer.mql_threshold
-            out.loc[np.flatnonzero(rest), ["fit_grade", "engagement_grade", "matrix_cell"]] = ""
+            # grades are sums of reasons: not known without them; no reason text (not "All other factors")
+            out.loc[np.flatnonzero(rest), ["fit_grade", "engagement_grade", "matrix_cell", "reasons_text"]] = None
             out.loc[np.flatnonzero(rest), ["reasons", "pushed_over_mql"]] = ['{"positive": [], "negative": []}', "[]"]
     if reuse.any():
         prev = previous.set_index("lead_id").reindex(X["lead_id"].to_numpy()[reuse])
         out.loc[np.flatnonzero(reuse), SCORE_COLUMNS] = prev[SCORE_COLUMNS].to_numpy()
+        with stages("reason text"):  # the text of the reasons read back
+            out.loc[np.flatnonzero(reuse), "reasons_text"] = _reason_text(prev["reasons"], prev["other_points"]).to_numpy()
         cols = [f"c_{c}" for c in scorer.model.feature_names]
         contrib[reuse] = prev[cols].to_numpy(dtype=float)
     out = out.astype({"probability": float, "points": float, "is_mql": bool, "base_points": float,

@@ -418,8 +418,10 @@ def score(
     for file, how in getattr(run, "inputs", {}).items():
         console.print(f"read {file}: {how}", highlight=False)
     if getattr(run, "events_in", 0):
-        console.print(f"events: {run.events_in:,} in, {run.events_in - run.events_rejected:,} used, "
-                      f"{run.events_rejected:,} rejected", highlight=False)
+        valid = run.events_in - run.events_rejected
+        late = getattr(run, "events_late", 0)
+        console.print(f"events: {run.events_in:,} in, {valid:,} valid, {run.events_rejected:,} rejected"
+                      + (f"; {late:,} of the valid at or after as_of: not used" if late else ""), highlight=False)
         for reason, n in run.event_rejected_by_reason.items():
             console.print(f"  event rejected: {reason}: {n:,}", highlight=False)
     for w in getattr(run, "warnings", []):

@@ -21,11 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow
+import pyarrow.compute as pc
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from leadscore.reader import TRAILING, ContractError, ReadOptions, Source, fresh_parquet_folder, read_table, remove_parquet
+from leadscore.reader import (EMPTY_RECORDS, TRAILING, ContractError, ReadOptions, Source, fresh_parquet_folder,
+                              read_table, remove_parquet)
 from leadscore.vocabulary import EVENT_TYPE_NAMES, OUTCOMES
 
 LEAD_COLUMNS = {  # name: (kind, required)
@@ -70,6 +73,7 @@ class FileReport:
     columns_added: list[str] = field(default_factory=list)  # optional columns absent from the input
     read: dict = field(default_factory=dict)  # how the file was read (reader.Dialect.to_dict())
     warning_rows: dict[str, list[int]] = field(default_factory=dict)  # warning → first rows it concerns
+    columns: list[str] = field(default_factory=list)  # the header as read
 
     def warning_lines(self) -> list[str]:
         """One line per warning with its count and the first rows (1-based data rows)."""
@@ -98,6 +102,16 @@ class Validated:
 # ----------------------------------------------------------------------------- reading helpers
 def _canonical(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
+
+
+def closest_column(name: str, columns) -> str | None:
+    """The header cell most like contract column ``name`` ('Job Title' for title, 'No. of Employees' for
+    employees), by :func:`difflib.get_close_matches` on canonical names; None when nothing is close."""
+    by_canon = {_canonical(c): str(c) for c in columns}
+    close = difflib.get_close_matches(name, list(by_canon), n=1, cutoff=0.6)
+    if not close:  # the contract name inside a longer header: 'Email Domain Name', 'Lead Source (original)'
+        close = [k for k in by_canon if re.search(rf"(^|_){re.escape(name)}(_|$)", k)][:1]
+    return by_canon[close[0]] if close else None
 
 
 def _check_columns(columns, spec: dict, file: str, required_extra=()) -> dict[str, str]:
@@ -413,7 +427,11 @@ def validate_leads(path: str | Path, require_outcome: bool = True, chunk_rows: i
         raise ContractError(f"{file}: the file has no data rows")
     cols = _check_columns(raw.columns, LEAD_COLUMNS, file,
                           required_extra=("outcome", "outcome_at") if require_outcome else ())
-    report = FileReport(file=file, rows_in=table.rows_in, read=table.dialect.to_dict())
+    report = FileReport(file=file, rows_in=table.rows_in, read=table.dialect.to_dict(),
+                        columns=[str(c) for c in raw.columns])
+    if table.empty_rows:
+        report.warnings[EMPTY_RECORDS] = len(table.empty_rows)
+        report.warning_rows[EMPTY_RECORDS] = table.empty_rows[:20]
     decimal, trusted = table.dialect.decimal, table.dialect.how.get("decimal") == "set"
     extras = [c for c in raw.columns if str(c).startswith("x_")]
     parsed, parse_rejects, check_rejects, candidate_ids = [], [], [], []
@@ -498,11 +516,9 @@ def _check_lead_rows(raw: pd.DataFrame, cols: dict[str, str], extras: list[str],
         elif kind == "amount":
             df[name], status = parse_amount(col, decimal, trusted)
             negative = df[name] < 0
-            for st, text in (("unreadable", "not a number"), ("not finite", "not a finite number (inf, 1e400)"),
-                             ("ambiguous", f"ambiguous number ('{decimal}' is this file's decimal separator: "
-                                           f"1{decimal}200 could be 1200 or 1.2; set decimal to read it)")):
+            for st in ("unreadable", "not finite", "ambiguous"):
                 mask = status == st
-                warn(f"{name}: {text}, set to missing", mask.sum(), mask)
+                warn(amount_warning(name, st, decimal), mask.sum(), mask)
             warn(f"{name}: negative, set to missing", negative.sum(), negative)
             df[name] = df[name].mask(negative)
         elif kind == "id":
@@ -553,18 +569,64 @@ _NUMERIC_TYPES = ("DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "SMALLINT", "T
                   "UINTEGER", "USMALLINT", "UTINYINT")
 
 
-def _number_sql(col: str, decimal: str, sql_type: str = "VARCHAR") -> str:
-    """An event's number by the file's decimal separator ('1.234,5' with ','); non-finite values are NULL.
-    A column stored as a number needs no text rule: it is only checked for being finite."""
+def amount_warning(name: str, status: str, decimal: str) -> str:
+    """The warning for a number set to missing (a :func:`parse_amount` status), for leads and events alike."""
+    text = {"unreadable": "not a number", "not finite": "not a finite number (inf, 1e400)",
+            "ambiguous": f"ambiguous number ('{decimal}' is this file's decimal separator: 1{decimal}200 could be "
+                         f"1200 or 1.2; set decimal to read it)"}[status]
+    return f"{name}: {text}, set to missing"
+
+
+def _amount_udfs(con: duckdb.DuckDBPyConnection, decimal: str, trusted: bool, percent: bool = False) -> tuple[str, str]:
+    """DuckDB functions (value, status) reading text numbers by :func:`_amount_text`, the leads' grammar:
+    one rule for every number of every file. Vectorised over Arrow chunks, each distinct text parsed once
+    per run (a cache); ``percent``: a trailing '%' is allowed (HubSpot writes '45%')."""
+    cache: dict[str, tuple[float | None, str]] = {}
+
+    def parsed(x) -> tuple[pyarrow.Array, list]:
+        x = x.combine_chunks() if isinstance(x, pyarrow.ChunkedArray) else x
+        enc = pc.dictionary_encode(x)
+        out = []
+        for u in enc.dictionary.to_pylist():
+            if u not in cache:
+                t = u.strip()
+                cache[u] = _amount_text(t[:-1] if percent and t.endswith("%") else t, decimal, trusted)
+            out.append(cache[u])
+        return enc.indices, out
+
+    def value(x):
+        idx, out = parsed(x)
+        return pc.take(pyarrow.array([v for v, _ in out], pyarrow.float64()), idx)
+
+    def status(x):
+        idx, out = parsed(x)
+        return pc.take(pyarrow.array([st for _, st in out], pyarrow.string()), idx)
+
+    tag = f"{'dot' if decimal == '.' else 'comma'}{'_set' if trusted else ''}{'_pct' if percent else ''}"
+    names = (f"ls_amount_{tag}", f"ls_amount_status_{tag}")
+    for name, fn, ret in ((names[0], value, "DOUBLE"), (names[1], status, "VARCHAR")):
+        try:
+            con.remove_function(name)
+        except duckdb.Error:
+            pass
+        con.create_function(name, fn, ["VARCHAR"], ret, type="arrow", null_handling="special", side_effects=False)
+    return names
+
+
+def _number_sql(col: str, decimal: str, sql_type: str = "VARCHAR", udfs: tuple[str, str] | None = None) -> str:
+    """An event's number. Text is read by the leads' grammar (:func:`_amount_text` through ``udfs``, see
+    :func:`_amount_udfs`: '1.234,5', '1,200.50', '1.200' ambiguous where '.' is the decimal separator);
+    plain whole numbers are cast in SQL without calling Python. Non-finite values are NULL. A column
+    stored as a number needs no text rule: it is only checked for being finite."""
     if sql_type in _NUMERIC_TYPES or sql_type.startswith("DECIMAL"):
         v = f"CAST({col} AS DOUBLE)"
         return f"CASE WHEN isfinite({v}) THEN {v} END"
-    typed = sql_type != "VARCHAR"
-    text = f"trim(CAST({col} AS VARCHAR))"
-    if decimal == "," and not typed:
-        text = f"replace(replace({text}, '.', ''), ',', '.')"
-    v = f"TRY_CAST({col} AS DOUBLE)" if typed else f"TRY_CAST({text} AS DOUBLE)"
-    return f"CASE WHEN isfinite({v}) THEN {v} END"
+    if sql_type != "VARCHAR" or udfs is None:
+        v = f"TRY_CAST({col} AS DOUBLE)"
+        return f"CASE WHEN isfinite({v}) THEN {v} END"
+    text = f"CAST({col} AS VARCHAR)"
+    return (f"CASE WHEN regexp_full_match({text}, '\\s*[+-]?[0-9]{{1,15}}\\s*') THEN CAST(trim({text}) AS DOUBLE) "
+            f"ELSE {udfs[0]}({text}) END")
 
 
 #: The known event types as a DuckDB ENUM: membership is one dictionary lookup per row (a cast), not a
@@ -718,10 +780,16 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
     nid, _ = id_sql(q("lead_id"), typ("lead_id"))
     known = ", ".join(f"'{t}'" for t in EVENT_TYPE_NAMES)
     decimal = source.dialect.decimal
-    num = {c: (_number_sql(q(c), decimal, typ(c)) if c in cols else "NULL::DOUBLE")
+    trusted = source.dialect.how.get("decimal") == "set"
+    udfs = {c: _amount_udfs(con, decimal, trusted, percent=c == "percent_watched") for c in ("duration_s", "percent_watched")}
+    num = {c: (_number_sql(q(c), decimal, typ(c), udfs[c]) if c in cols else "NULL::DOUBLE")
            for c in ("duration_s", "percent_watched")}
     unreadable = {c: (f"{q(c)} IS NOT NULL AND {num[c]} IS NULL" if c in cols else "false")
                   for c in ("duration_s", "percent_watched")}
+    # why a value was set to missing, by the same grammar (computed only for the rows it concerns)
+    status = {c: (f"CASE WHEN {unreadable[c]} THEN {udfs[c][1]}(CAST({q(c)} AS VARCHAR)) END"
+                  if c in cols and typ(c) == "VARCHAR" else f"CASE WHEN {unreadable[c]} THEN 'unreadable' END")
+              for c in ("duration_s", "percent_watched")}
     asset = f"NULLIF(trim(CAST({q('asset')} AS VARCHAR)), '')" if "asset" in cols else "NULL::VARCHAR"
     trailing = f"{TRAILING_SQL} IS NOT NULL AND trim({TRAILING_SQL}) <> ''" if source.dialect.trailing_delimiter else "false"
     h = len(columns)
@@ -846,13 +914,15 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
     if everything_written and "duration_s" not in cols and "percent_watched" not in cols:
         flagged = pd.DataFrame({"file": pd.Series(dtype=object), "row": pd.Series(dtype="int64"),
                                 **{c: pd.Series(dtype=object) for c in ("lead_id", "column", "reason", "value")},
-                                **{c: pd.Series(dtype=bool) for c in ("bad_duration", "bad_pct", "text_duration", "text_pct")}})
+                                **{c: pd.Series(dtype=bool) for c in ("bad_duration", "bad_pct")},
+                                **{c: pd.Series(dtype=object) for c in ("text_duration", "text_pct")}})
     else:
         flagged = con.sql(f"""
         WITH e AS (
             SELECT _row, {e_cols},
                    {num['duration_s']} AS duration_s, {num['percent_watched']} AS percent_watched,
-                   {unreadable['duration_s']} AS bad_duration_text, {unreadable['percent_watched']} AS bad_pct_text
+                   {unreadable['duration_s']} AS bad_duration_text, {unreadable['percent_watched']} AS bad_pct_text,
+                   {status['duration_s']} AS duration_status, {status['percent_watched']} AS pct_status
             FROM {source.numbered()}),
         c AS (
             SELECT e.*, {reason} AS reason,
@@ -870,8 +940,8 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
                     WHEN '(row)' THEN NULL ELSE CAST(in_event_type AS VARCHAR) END AS value,
                reason IS NULL AND duration_s < 0 AS bad_duration,
                reason IS NULL AND NOT percent_watched BETWEEN 0 AND 100 AS bad_pct,
-               reason IS NULL AND bad_duration_text AS text_duration,
-               reason IS NULL AND bad_pct_text AS text_pct
+               CASE WHEN reason IS NULL THEN duration_status END AS text_duration,
+               CASE WHEN reason IS NULL THEN pct_status END AS text_pct
         FROM c
         WHERE reason IS NOT NULL OR duration_s < 0 OR NOT percent_watched BETWEEN 0 AND 100
               OR bad_duration_text OR bad_pct_text
@@ -886,18 +956,21 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
                             f"event log for a leads-only export")
     if len(bad_rows):
         flagged = pd.concat([flagged, bad_rows.assign(file=file, lead_id=None, column="(row)", bad_duration=False,
-                                                      bad_pct=False, text_duration=False, text_pct=False)],
+                                                      bad_pct=False, text_duration=None, text_pct=None)],
                             ignore_index=True)
     flagged = flagged.sort_values("row", kind="stable")
     rejects = flagged[flagged["reason"].notna()].reset_index(drop=True)
     report = FileReport(file=file, rows_in=total, rows_valid=int(written), rows_rejected=len(rejects),
                         rejected_by_reason=rejects["reason"].value_counts().to_dict(),
                         columns_added=[c for c in EVENT_COLUMNS if c not in cols], read=source.dialect.to_dict())
-    for col, text in (("bad_duration", "duration_s: negative, set to missing"),
-                      ("bad_pct", "percent_watched: outside 0-100, set to missing"),
-                      ("text_duration", "duration_s: not a number, set to missing"),
-                      ("text_pct", "percent_watched: not a number, set to missing")):
-        hit = flagged[col].fillna(False).astype(bool)
+    checks = [(flagged["bad_duration"].fillna(False).astype(bool), "duration_s: negative, set to missing"),
+              (flagged["bad_pct"].fillna(False).astype(bool), "percent_watched: outside 0-100, set to missing")]
+    for col, name in (("text_duration", "duration_s"), ("text_pct", "percent_watched")):
+        st = flagged[col].astype(object)
+        checks += [((st == s_).fillna(False).to_numpy(dtype=bool), amount_warning(name, s_, decimal))
+                   for s_ in ("unreadable", "not finite", "ambiguous")]
+    for hit, text in checks:
+        hit = np.asarray(hit, dtype=bool)
         if hit.any():
             report.warnings[text] = int(hit.sum())
             report.warning_rows[text] = [int(r) for r in flagged.loc[hit, "row"].head(20)]
@@ -914,7 +987,8 @@ def read_priority_accounts(path: str | Path | None, options: ReadOptions | dict 
     if path is None:
         return pd.DataFrame({"account_id": pd.Series(dtype="str"), "domain": pd.Series(dtype="str")})
     path = Path(path)
-    raw = read_table(path, ReadOptions.of(options), nullstr=NULL_STRINGS, allow_empty=True).frame  # header only: none
+    table = read_table(path, ReadOptions.of(options), nullstr=NULL_STRINGS, allow_empty=True)  # header only: none
+    raw = table.frame
     by = {_canonical(c): c for c in raw.columns}
     for alias in ("website", "url", "company_domain", "email_domain", "email"):
         if "domain" not in by and alias in by:
@@ -925,22 +999,22 @@ def read_priority_accounts(path: str | Path | None, options: ReadOptions | dict 
     for c in ("account_id", "domain"):
         out[c] = (raw[by[c]].astype("string").str.strip() if c in by else pd.Series(pd.NA, index=raw.index, dtype="string"))
     out["domain"] = normalise_domains(out["domain"])
-    return out.reset_index(drop=True).astype("str")
+    out = out.reset_index(drop=True).astype("str")
+    out.attrs["empty_rows"] = table.empty_rows  # ',,' lines: skipped as blank lines (the job says so)
+    return out
 
 
 def unmatched_priority(priority: pd.DataFrame, leads: pd.DataFrame) -> pd.DataFrame:
     """Priority-list entries that match no lead (neither by account_id nor by email domain)."""
     if priority.empty:
         return priority
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     def found(col: str, lead_col: str) -> np.ndarray:
         if lead_col not in leads:
             return np.zeros(len(priority), bool)
         # Arrow's hash set: 1M lead ids in 0.2 s (a Python set took 7 s, Series.isin 6 s)
-        values = pa.array(leads[lead_col].dropna().astype(object), pa.string())
-        return pc.is_in(pa.array(priority[col].astype(object), pa.string()), value_set=values,
+        values = pyarrow.array(leads[lead_col].dropna().astype(object), pyarrow.string())
+        return pc.is_in(pyarrow.array(priority[col].astype(object), pyarrow.string()), value_set=values,
                         skip_nulls=True).to_numpy(zero_copy_only=False)
 
     hit = found("account_id", "account_id") | found("domain", "email_domain")

@@ -12,7 +12,7 @@ import pandas as pd
 
 from leadscore import contract, features, safecsv, synth
 from leadscore.config import Params
-from leadscore.reader import remove_parquet
+from leadscore.reader import empty_records_note, remove_parquet
 
 
 def run_synth(params: Params, out_dir: str | Path, truth_dir: str | Path, progress=None) -> synth.SynthPaths:
@@ -36,6 +36,8 @@ def run_validate(params: Params, out_dir: str | Path) -> list[contract.FileRepor
         spec = export_mapping.load_mapping(params.data.mapping)
         export = export_mapping.read_export_table(leads_path, spec.read or params.data.read)
         mapped, mapping_report = export_mapping.apply_mapping(export, spec, str(leads_path))
+        if note := empty_records_note(export):
+            mapping_report.warnings.append(note)
         leads_path = out / "mapped_leads.parquet"
         mapped.to_parquet(leads_path, index=False)
         (out / "mapping.txt").write_text(mapping_report.summary() + "\n")

@@ -615,6 +615,36 @@ class Table:
     bad_rows: pd.DataFrame  # row, reason, value: rows the reader refused
     dialect: Dialect
     rows_in: int  # data rows in the file, refused ones included
+    empty_rows: list = field(default_factory=list)  # rows with every field empty (',,,,'): skipped as blank lines
+
+
+EMPTY_RECORDS = "records with every field empty (a spreadsheet's ',,,,' lines): skipped, as blank lines"
+
+
+def empty_records_note(table: "Table") -> str | None:
+    """The warning line for ``table``'s skipped empty records, with the first rows; None when there are none."""
+    rows = table.empty_rows
+    if not rows:
+        return None
+    return f"{EMPTY_RECORDS}: {len(rows):,} (rows {', '.join(map(str, rows[:10]))}{', …' if len(rows) > 10 else ''})"
+
+
+def empty_records(frame: pd.DataFrame, nullstr: tuple[str, ...] = ("",)) -> pd.Index:
+    """Index labels of the rows whose every field is missing, empty or blank (what Excel writes as ',,,,'
+    below a table). Only rows with an empty first field are looked at further."""
+    if frame.empty or not len(frame.columns):
+        return frame.index[:0]
+
+    def blank(v: pd.Series) -> np.ndarray:
+        t = v.astype("string").str.strip()
+        return (v.isna() | t.isna() | (t == "") | t.isin([x.strip() for x in nullstr])).to_numpy(dtype=bool)
+
+    rows = frame.index[blank(frame.iloc[:, 0])]
+    for c in frame.columns[1:]:
+        if not len(rows):
+            break
+        rows = rows[blank(frame.loc[rows, c])]
+    return rows
 
 
 def read_table(path: str | Path, options: ReadOptions | None = None, nullstr: tuple[str, ...] = ("",),
@@ -657,6 +687,9 @@ def read_table(path: str | Path, options: ReadOptions | None = None, nullstr: tu
                 frame = frame[~extra.to_numpy()]
         for c in frame.columns:
             frame[c] = frame[c].astype("string").astype(object).where(frame[c].notna(), None)
+        empty = empty_records(frame, nullstr)
+        if len(empty):  # a spreadsheet's ',,,,' line is a blank line: skipped, and said so
+            frame = frame.drop(index=empty)
         rows_in = len(frame) + len(bad)
         if rows_in == 0 and allow_empty:
             return Table(frame, bad, src.dialect, 0)
@@ -665,7 +698,8 @@ def read_table(path: str | Path, options: ReadOptions | None = None, nullstr: tu
         if frame.empty:
             raise ReadError(f"{path}: none of its {rows_in:,} rows could be read as {src.dialect.describe()}; "
                             f"first problem: row {bad['row'].iloc[0]}: {bad['reason'].iloc[0]}. {OPTIONS_HINT}")
-        return Table(frame, bad.sort_values("row").reset_index(drop=True), src.dialect, rows_in)
+        return Table(frame, bad.sort_values("row").reset_index(drop=True), src.dialect, rows_in,
+                     [int(i) + 1 for i in empty])
     finally:
         src.close()
         con.close()

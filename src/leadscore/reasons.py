@@ -25,7 +25,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from leadscore.vocabulary import BY_NAME
+from leadscore.vocabulary import BY_NAME, NEGATIVE
 
 #: Words that must never reach a reader (a test greps every sentence for them).
 INTERNAL_TERMS = ("time-weighted", "half-life", "decayed", "unknown", "nan", "none", "_", "{", "}")
@@ -397,20 +397,22 @@ def group_sentence(key: str, members: list, X: pd.DataFrame) -> np.ndarray:
 def group_sentences(features, X: pd.DataFrame, index: np.ndarray) -> np.ndarray:
     """Sentence per (lead, chosen group): ``index`` is (n, k) group positions (from :func:`group_layout`),
     -1 for none ("" in the result)."""
-    codes, table = group_sentence_codes(features, X, index)
+    codes, table, _ = group_sentence_codes(features, X, index)
     out = table[codes] if len(table) else np.full(index.shape, "", dtype=object)
     out[np.asarray(index) < 0] = ""
     return out
 
 
-def group_sentence_codes(features, X: pd.DataFrame, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(codes (n, k), sentences): the sentence of lead i's chosen group in slot j is
-    ``sentences[codes[i, j]]`` (code 0 where ``index`` is -1). Each group's sentence is written once per
-    distinct combination of the values it reads (:func:`_sentence_key`), however many leads share it."""
+def group_sentence_codes(features, X: pd.DataFrame, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(codes (n, k), sentences, the group position of each sentence): the sentence of lead i's chosen
+    group in slot j is ``sentences[codes[i, j]]`` (code 0 where ``index`` is -1). Each group's sentence is
+    written once per distinct combination of the values it reads (:func:`_sentence_key`), however many
+    leads share it."""
     keys, member = group_layout(features)
     index = np.asarray(index)
     codes = np.zeros(index.shape, np.int64)
     tables: list[np.ndarray] = []
+    groups: list[np.ndarray] = []
     offset = 0
     for g, key in enumerate(keys):
         rows, slots = np.nonzero(index == g)
@@ -421,8 +423,35 @@ def group_sentence_codes(features, X: pd.DataFrame, index: np.ndarray) -> tuple[
         combo, table = _sentences_of_rows(key, members, X, once)
         codes[rows, slots] = offset + combo[np.searchsorted(once, rows)]
         tables.append(table)
+        groups.append(np.full(len(table), g))
         offset += len(table)
-    return codes, (np.concatenate(tables) if tables else np.empty(0, dtype=object))
+    if not tables:
+        return codes, np.empty(0, dtype=object), np.empty(0, np.int64)
+    return codes, np.concatenate(tables), np.concatenate(groups)
+
+
+#: Said after a behaviour that counts against a lead although it happened ("opened 1 email … (−8.8)"):
+#: the lead did less of it than a typical lead (its points are below the base's).
+BELOW_TYPICAL = ", less than a typical lead"
+
+
+def engagement_groups(features) -> np.ndarray:
+    """Per reason group: whether it is a behaviour a lead does more of as it gets interested (emails, web,
+    forms, webinars, pricing …: not the careers page or an unsubscribe)."""
+    keys, member = group_layout(features)
+    out = np.zeros(len(keys), bool)
+    for g, key in enumerate(keys):
+        events = {m.group("event") for j in np.flatnonzero(member == g) if (m := _WINDOW.match(features[j].name))}
+        types = [BY_NAME[e] for e in events if e in BY_NAME]
+        out[g] = bool(types) and all(t.stage != NEGATIVE for t in types)
+    return out
+
+
+def below_typical(sentences: np.ndarray, sentence_group: np.ndarray, engaged: np.ndarray) -> np.ndarray:
+    """Which sentences read as activity of an engagement behaviour (not its absence, "No …"): shown with
+    :data:`BELOW_TYPICAL` where their points are negative."""
+    starts_no = np.array([str(t).startswith("No ") for t in sentences], dtype=bool)
+    return engaged[sentence_group] & ~starts_no if len(sentences) else np.zeros(0, bool)
 
 
 def _floor(v) -> np.ndarray:

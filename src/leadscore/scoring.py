@@ -32,7 +32,8 @@ import pyarrow.compute as pc
 from leadscore.config import ScoringParams
 from leadscore.features import ACCOUNT, BEHAVIOR, FIT, Feature
 from leadscore.model import LeadScoreModel
-from leadscore.reasons import group_layout, group_matrix, group_sentence_codes
+from leadscore.reasons import (BELOW_TYPICAL, below_typical, engagement_groups, group_layout, group_matrix,
+                               group_sentence_codes)
 
 CAP_FEATURE = "_score_cap"
 
@@ -452,7 +453,16 @@ class LeadScorer:
         k_pos, k_neg = pos.shape[1], neg.shape[1]
         slots = np.concatenate([np.where(pos_valid, pos, -1), np.where(neg_valid, neg, -1),
                                 np.where(push_valid, push_idx, -1)], axis=1)
-        text_codes, sentences_ = group_sentence_codes(self.features, X, slots)
+        text_codes, sentences_, sentence_group = group_sentence_codes(self.features, X, slots)
+        # a behaviour that happened but counts against the lead says so: "…, less than a typical lead"
+        below = below_typical(sentences_, sentence_group, engagement_groups(self.features))
+        if below.any():
+            variant = np.full(len(sentences_), -1)
+            variant[below] = len(sentences_) + np.arange(below.sum())
+            sentences_ = np.concatenate([sentences_, sentences_[below] + BELOW_TYPICAL])
+            neg_codes = text_codes[:, k_pos:k_pos + k_neg]
+            swap = neg_valid & (variant[neg_codes] >= 0) & (neg_pts < 0)
+            neg_codes[swap] = variant[neg_codes[swap]]
         json_text = _table(_json_text(sentences_))
         json_names = _table(_json_text(names))
         point_codes, point_values = _codes(np.concatenate([pos_pts, neg_pts, push_pts], axis=1), slots >= 0)
@@ -492,7 +502,7 @@ class LeadScorer:
         return out
 
 
-REASONS_VERSION = 2  # bump when reasons or their sentences change: --explain changed then recomputes
+REASONS_VERSION = 3  # bump when reasons or their sentences change: --explain changed then recomputes
 
 
 # ----------------------------------------------------------------------------- the MQL threshold

@@ -494,6 +494,40 @@ def test_a_local_model_file_must_match_the_registry_checksum(job, tmp_path):
     assert load_scorer(str(tampered), trust_file=True)[2] == "local"
 
 
+def test_a_local_model_files_checksum_lookup_is_remembered_while_the_registry_is_unchanged(job, tmp_path, monkeypatch):
+    """A fresh process scoring from a model file need not start MLflow: the version found for the file's
+    sha256 is kept while the SQLite registry is unchanged; any write to it asks MLflow again; a tampered
+    file (another sha256) is never found in the cache."""
+    import mlflow
+
+    from leadscore import modelcache
+    from leadscore.batch import registered_version_of
+
+    monkeypatch.setenv(modelcache.CACHE_ENV, str(tmp_path / "cache"))
+    first = registered_version_of(job["model"])  # asks MLflow, remembers the answer
+    calls = []
+
+    class Down:  # the registry, unreachable: every question to it is seen
+        def search_model_versions(self, **kwargs):
+            calls.append(1)
+            raise RuntimeError("registry down")
+
+    monkeypatch.setattr(mlflow, "MlflowClient", lambda *a, **k: Down())
+    assert registered_version_of(job["model"]) == first and calls == []  # from the cache
+    tampered = tmp_path / "scorer.joblib"
+    tampered.write_bytes(job["model"].read_bytes() + b"\0")
+    with pytest.raises(UntrustedModel):
+        registered_version_of(tampered)
+    assert calls == [1]  # asked the registry, which is unreachable here: refused
+    from leadscore.tracking import tracking_uri
+
+    db = Path(tracking_uri()[len("sqlite:///"):])
+    os.utime(db, ns=(db.stat().st_atime_ns, db.stat().st_mtime_ns + 1_000_000))  # the registry changed
+    with pytest.raises(UntrustedModel):
+        registered_version_of(job["model"])
+    assert calls == [1, 1]
+
+
 class _Payload:
     def __reduce__(self):
         return (os.system, (f"touch {self.flag}",))

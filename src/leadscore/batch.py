@@ -100,11 +100,16 @@ def registered_version_of(path) -> tuple[str, str, str]:
     looked up in the project's registry by the checksum recorded when it was registered. The file is
     only read, never unpickled. Raises :class:`UntrustedModel` when no version matches."""
     digest = file_sha256(path)
-    import mlflow
-
+    from leadscore import modelcache
     from leadscore.tracking import tracking_uri
 
     uri = tracking_uri()
+    # a SQLite registry unchanged since this checksum was last looked up gives the same answer (no MLflow)
+    stamp = modelcache.registry_stamp(uri)
+    if stamp is not None and (hit := modelcache.lookup_version(uri, f"sha256:{digest}")) is not None:
+        return hit[0], hit[1], digest
+    import mlflow
+
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
     try:
@@ -121,6 +126,7 @@ def registered_version_of(path) -> tuple[str, str, str]:
                              f"you made this file yourself.") from exc
     for v in versions:
         if (v.tags or {}).get(SCORER_SHA256_TAG) == digest:
+            modelcache.store(uri, f"sha256:{digest}", stamp, v.name, str(v.version), digest)
             return v.name, str(v.version), digest
     raise UntrustedModel(f"{path} (sha256 {digest[:12]}…) matches no model version in the registry at {uri}; a model "
                          f"file is code and loading it runs it: score a registered model (models:/NAME@ALIAS), or "

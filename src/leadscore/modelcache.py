@@ -77,6 +77,22 @@ def _entry_path(folder: Path, uri: str, ref: str) -> Path:
     return folder / f"{key}.json"
 
 
+def lookup_version(uri: str, ref: str) -> tuple[str, str] | None:
+    """(name, version) remembered for ``ref`` while the registry is unchanged (a local model file is
+    ``sha256:<digest>``: the version whose recorded checksum it has); None otherwise."""
+    stamp = registry_stamp(uri)
+    folder = _private_dir(create=False)
+    if stamp is None or folder is None:
+        return None
+    try:
+        entry = json.loads(_entry_path(folder, uri, ref).read_text())
+        if entry["stamp"] != stamp or entry["uri"] != uri or entry["ref"] != ref:
+            return None
+        return entry["name"], entry["version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def lookup(uri: str, ref: str):
     """(scorer, name, version) for ``ref`` (``models:/…``) when the cache holds it for the registry as it
     is now; None otherwise (never an error: a miss asks MLflow)."""
@@ -102,9 +118,10 @@ def lookup(uri: str, ref: str):
         return None
 
 
-def store(uri: str, ref: str, stamp: list | None, name: str, version: str, sha256: str, scorer_file) -> None:
+def store(uri: str, ref: str, stamp: list | None, name: str, version: str, sha256: str, scorer_file=None) -> None:
     """Remember that ``ref`` resolved to this version and scorer file when the registry was ``stamp``
-    (taken before resolving, so a write during the resolution makes the entry stale). Best effort."""
+    (taken before resolving, so a write during the resolution makes the entry stale); without
+    ``scorer_file``, the version only (a local file checked by its checksum). Best effort."""
     if stamp is None:
         return
     folder = _private_dir(create=True)
@@ -112,7 +129,7 @@ def store(uri: str, ref: str, stamp: list | None, name: str, version: str, sha25
         return
     try:
         target = folder / f"{sha256}.joblib"
-        if not target.exists():
+        if scorer_file is not None and not target.exists():
             tmp = folder / f".{sha256}.{os.getpid()}.tmp"
             shutil.copyfile(scorer_file, tmp)
             os.chmod(tmp, 0o600)

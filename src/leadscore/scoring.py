@@ -206,32 +206,35 @@ def _json_text(u) -> pa.Array:
     return s
 
 
-def _join_slots(pieces: list, valid: np.ndarray, sep: str) -> pa.Array:
-    """Each lead's shown slots (valid slots first) joined by ``sep``; "" for a lead with none."""
-    n = valid.shape[0]
-    out = []
-    for j, piece in enumerate(pieces):
-        if j:
-            piece = pc.binary_join_element_wise(sep, piece, "")
-        out.append(pc.if_else(pa.array(valid[:, j]), piece, ""))
-    if not out:
+def _slot(table: pa.Array, codes: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """``table`` taken at ``codes``; null where the slot is not shown."""
+    return table.take(pa.array(codes, mask=~valid))
+
+
+def _join_items(items: list, n: int) -> pa.Array:
+    """Each lead's items concatenated (an item is null where its slot is not shown; valid slots come first,
+    so an item after the first carries its separator); "" for a lead with none."""
+    if not items:
         return pa.array([""] * n, type=pa.string())
-    return out[0] if len(out) == 1 else pc.binary_join_element_wise(*out, "")
+    return pc.binary_join_element_wise(*items, "", null_handling="replace", null_replacement="")
 
 
-def _json_lists(names: tuple, texts: tuple, pts: tuple, valid: np.ndarray) -> pa.Array:
-    """'[{"feature": …, "sentence": …, "points": …}, …]' per lead from (codes, rendered table) pairs."""
-    pieces = [pc.binary_join_element_wise(
-        '{"feature": "', names[1].take(names[0][:, j]), '", "sentence": "', texts[1].take(texts[0][:, j]),
-        '", "points": ', pts[1].take(pts[0][:, j]), "}", "") for j in range(valid.shape[1])]
-    return pc.binary_join_element_wise("[", _join_slots(pieces, valid, ", "), "]", "")
+def _json_items(names: tuple, texts: tuple, pts: tuple, valid: np.ndarray) -> pa.Array:
+    """'{"feature": …, "sentence": …, "points": …}, …' per lead (a JSON list's inside) from (codes, rendered
+    table) pairs."""
+    items = [pc.binary_join_element_wise(
+        (", " if j else "") + '{"feature": "', _slot(names[1], names[0][:, j], valid[:, j]), '", "sentence": "',
+        _slot(texts[1], texts[0][:, j], valid[:, j]), '", "points": ', _slot(pts[1], pts[0][:, j], valid[:, j]),
+        "}", "") for j in range(valid.shape[1])]
+    return _join_items(items, valid.shape[0])
 
 
 def _lines(texts: tuple, pts: tuple, valid: np.ndarray) -> pa.Array:
     """'sentence (+points); …' per lead from (codes, rendered table) pairs."""
-    pieces = [pc.binary_join_element_wise(texts[1].take(texts[0][:, j]), " (", pts[1].take(pts[0][:, j]), ")", "")
-              for j in range(valid.shape[1])]
-    return _join_slots(pieces, valid, "; ")
+    items = [pc.binary_join_element_wise("; " if j else "", _slot(texts[1], texts[0][:, j], valid[:, j]), " (",
+                                         _slot(pts[1], pts[0][:, j], valid[:, j]), ")", "")
+             for j in range(valid.shape[1])]
+    return _join_items(items, valid.shape[0])
 
 
 def _rendered(values, valid, render) -> tuple[np.ndarray, pa.Array]:
@@ -250,8 +253,9 @@ def reasons_json(names: np.ndarray, texts: np.ndarray, pts: np.ndarray, valid: n
     Each distinct name, sentence and point value is escaped or formatted once; each lead's list is joined
     by Arrow's string kernels."""
     valid = np.asarray(valid, bool)
-    out = _json_lists(_rendered(names, valid, _json_text), _rendered(texts, valid, _json_text),
-                      _rendered(np.asarray(pts, float), valid, _json_points), valid)
+    out = pc.binary_join_element_wise("[", _json_items(
+        _rendered(names, valid, _json_text), _rendered(texts, valid, _json_text),
+        _rendered(np.asarray(pts, float), valid, _json_points), valid), "]", "")
     return out.to_numpy(zero_copy_only=False).astype(object)
 
 
@@ -470,7 +474,7 @@ class LeadScorer:
         part = {"pos": slice(0, k_pos), "neg": slice(k_pos, k_pos + k_neg), "push": slice(k_pos + k_neg, None)}
         group_of = {"pos": pos, "neg": neg, "push": push_idx}
         valid_of = {"pos": pos_valid, "neg": neg_valid, "push": push_valid}
-        lists = {k: _json_lists((group_of[k], json_names), (text_codes[:, sl], json_text),
+        lists = {k: _json_items((group_of[k], json_names), (text_codes[:, sl], json_text),
                                 (point_codes[:, sl], json_points), valid_of[k]) for k, sl in part.items()}
         base = np.full(len(G), round(exp.base_points, 1))
         capped = np.round(exp.cap, 1)
@@ -485,8 +489,8 @@ class LeadScorer:
             "matrix_cell": fit_grade + engagement,
             "is_mql": shown >= self.mql_threshold,
             "reasons": _text_column(pc.binary_join_element_wise(
-                '{"positive": ', lists["pos"], ', "negative": ', lists["neg"], "}", ""), X.index),
-            "pushed_over_mql": _text_column(lists["push"], X.index),
+                '{"positive": [', lists["pos"], '], "negative": [', lists["neg"], "]}", ""), X.index),
+            "pushed_over_mql": _text_column(pc.binary_join_element_wise("[", lists["push"], "]", ""), X.index),
             "base_points": base,
             "other_points": other + 0.0,
             "capped_points": capped + 0.0,

@@ -31,6 +31,7 @@ from leadscore.contract import (
     parse_moment,
     parse_timestamp,
     read_priority_accounts,
+    timestamp_problem,
     timestamp_sql,
     unmatched_priority,
     validate_events,
@@ -810,3 +811,19 @@ def test_any_number_text_reads_the_same_in_events_as_in_leads(tmp_path, texts):
     got = events["duration_s"].to_numpy()
     for t, g, w_ in zip(texts, got, want):
         assert (np.isnan(g) and (np.isnan(w_) or w_ < 0)) or g == w_, (t, g, w_)
+
+
+
+def test_a_spreadsheet_serial_date_is_rejected_with_the_hint_to_export_it_as_a_date(tmp_path):
+    """Excel writes 45766.2167 for 2025-04-19 05:12 when a date column is not formatted as a date: refused
+    like any other form (never guessed), with the reason that says what it is, in leads and in events."""
+    leads = _write(tmp_path / "l.csv", "lead_id,created_at\nL1,45766.2167\nL2,2025-04-19\nL3,12345\n")
+    valid, rejects, _ = validate_leads(leads, require_outcome=False)
+    assert list(valid["lead_id"]) == ["L2"]
+    reason = rejects.set_index("row")["reason"]
+    assert "serial date number" in reason[1] and "ISO 8601" in reason[1]
+    assert "serial date number" not in reason[3] and "not a readable timestamp" in reason[3]  # 12345: not a date
+    events = _write(tmp_path / "e.csv", "lead_id,timestamp,event_type\nL2,45767,web_visit\nL2,2025-04-20,web_visit\n")
+    ev_rejects, _ = validate_events(events, valid, rejects, tmp_path / "ev.parquet")
+    assert len(ev_rejects) == 1 and "serial date number" in ev_rejects["reason"].iloc[0]
+    assert "serial date number" in timestamp_problem("45766.2167")  # the --as-of and params message

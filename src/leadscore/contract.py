@@ -225,7 +225,11 @@ def parse_amount(values: pd.Series, decimal: str = ".", trusted: bool = False) -
 ISO_TIMESTAMP = r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?: ?(?:Z|UTC|[+-]\d{2}(?::?\d{2})?))?)?"
 #: Day and month in some order (01.10.2026, 09/10/2026, 10-09-26): refused, never guessed.
 AMBIGUOUS_DATE = r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}(?:[T ].*)?"
-_ISO_RE, _AMBIG_RE = re.compile(ISO_TIMESTAMP), re.compile(AMBIGUOUS_DATE)
+#: A spreadsheet's serial date (days since 1899-12-30: 45766.2167 is 2025-04-19 05:12), years ~1955-2119:
+#: refused like any other form, with the hint to export the column as a date.
+EXCEL_SERIAL = r"[2-7][0-9]{4}(?:\.[0-9]+)?"
+EXCEL_HINT = "looks like a spreadsheet serial date number: format the column as a date before exporting"
+_ISO_RE, _AMBIG_RE, _SERIAL_RE = re.compile(ISO_TIMESTAMP), re.compile(AMBIGUOUS_DATE), re.compile(EXCEL_SERIAL)
 TS_HINT = "write ISO 8601, e.g. 2026-10-01, 2026-10-01 14:05 or 2026-10-01T14:05:00+02:00"
 
 
@@ -253,6 +257,8 @@ def timestamp_problem(text: str) -> str:
     """Why a text is not a timestamp of the grammar (for messages)."""
     if _AMBIG_RE.fullmatch(text.strip()):
         return f"'{text}': day and month order is ambiguous; {TS_HINT}"
+    if _SERIAL_RE.fullmatch(text.strip()):
+        return f"'{text}' {EXCEL_HINT}; {TS_HINT}"
     return f"'{text}' is not a readable timestamp; {TS_HINT}"
 
 
@@ -512,7 +518,9 @@ def _check_lead_rows(raw: pd.DataFrame, cols: dict[str, str], extras: list[str],
             df[name], bad = parse_timestamp(col)
             ambiguous = bad & col.astype("string").str.strip().str.fullmatch(AMBIGUOUS_DATE).fillna(False)
             reject(unparsed, ambiguous, name, f"{name}: day and month order is ambiguous; {TS_HINT}", col)
-            reject(unparsed, bad & ~ambiguous, name, f"{name} is not a readable timestamp ({TS_HINT})", col)
+            serial = bad & col.astype("string").str.strip().str.fullmatch(EXCEL_SERIAL).fillna(False)
+            reject(unparsed, serial, name, f"{name} {EXCEL_HINT} ({TS_HINT})", col)
+            reject(unparsed, bad & ~ambiguous & ~serial, name, f"{name} is not a readable timestamp ({TS_HINT})", col)
         elif kind == "amount":
             df[name], status = parse_amount(col, decimal, trusted)
             negative = df[name] < 0
@@ -906,6 +914,8 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
                 WHEN e.timestamp IS NULL AND nullif(trim({raw_ts}), '') IS NULL THEN 'timestamp is missing'
                 WHEN e.timestamp IS NULL AND regexp_full_match(trim({raw_ts}), '{AMBIGUOUS_DATE}')
                   THEN 'timestamp: day and month order is ambiguous; {TS_HINT}'
+                WHEN e.timestamp IS NULL AND regexp_full_match(trim({raw_ts}), '{EXCEL_SERIAL}')
+                  THEN 'timestamp {EXCEL_HINT} ({TS_HINT})'
                 WHEN e.timestamp IS NULL THEN 'timestamp is not a readable timestamp ({TS_HINT})'
                 WHEN e.event_type IS NULL OR e.event_type = '' THEN 'event_type is missing'
                 WHEN e.event_type NOT IN ({known}) THEN 'unknown event_type'

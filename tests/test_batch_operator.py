@@ -483,6 +483,20 @@ def test_a_lead_not_explained_has_no_reason_text_and_no_grades(job, tmp_path):
     assert mql["points"].tolist() == none["points"].tolist()
 
 
+def test_running_out_of_memory_under_the_limit_is_a_message_and_changes_nothing(job, tmp_path):
+    """--memory-limit too small for the job: exit 5 with what to do, not a DuckDB traceback; the previous
+    output stays as it was."""
+    out = tmp_path / "s.parquet"
+    out.write_bytes(b"previous run")
+    r = runner.invoke(app, ["score", "--model", str(job["model"]), "--trust-model", "--leads", str(job["leads"]),
+                            "--events", str(job["events"]), "--as-of", AS_OF, "--out", str(out),
+                            "--memory-limit", "2MB"])
+    text = " ".join(r.output.split())
+    assert r.exit_code == EXIT_IO, r.output
+    assert "out of memory under DuckDB's limit 2MB" in text and "--memory-limit 1GB" in text
+    assert out.read_bytes() == b"previous run" and not isinstance(r.exception, MemoryError)
+
+
 # ----------------------------------------------------------------------------- 6. trusted models
 def test_a_local_model_file_must_match_the_registry_checksum(job, tmp_path):
     scorer, name, version = load_scorer(str(job["model"]))

@@ -3,7 +3,7 @@
 Exit codes: 0 success, 2 bad usage, 3 input breaks the data contract, 4 scoring refused (model schema
 mismatch, too many rejected leads, data the model was not made for, a model file the registry does not
 know), 5 the operating system refused a file operation (read-only or missing folder, full disk, a folder
-where a file should be), 6 another job is writing the same output or history, 130 interrupted (SIGINT or
+where a file should be) or memory ran out under the job's DuckDB limit, 6 another job is writing the same output or history, 130 interrupted (SIGINT or
 SIGTERM). On every non-zero exit the previous output, rejects and history are as they were. A user mistake (an
 unreadable or ambiguous --as-of, a bad option value, an unknown model or alias) exits 2 before anything is
 read or written, and before the model loads where possible.
@@ -396,6 +396,13 @@ def score(
         except JobIOError as exc:
             console.print(f"[red]scoring failed[/red]: {exc}", highlight=False)
             raise typer.Exit(EXIT_IO) from exc
+        except (MemoryError, _duckdb_out_of_memory()) as exc:
+            limit = f"DuckDB's limit {memory_limit}" if memory_limit else "DuckDB's default limit for the job (768MB)"
+            console.print(f"[red]scoring failed[/red]: out of memory under {limit} "
+                          f"({(str(exc).strip().splitlines() or [''])[0]}). Nothing was replaced. Give the job more memory "
+                          f"(--memory-limit 1GB; 1M leads need about 0.5GB for the feature table's last step) or score "
+                          f"the export in parts.", highlight=False)
+            raise typer.Exit(EXIT_IO) from exc
         except JobBusy as exc:
             console.print(f"[red]scoring refused[/red]: {exc}", highlight=False)
             raise typer.Exit(EXIT_BUSY) from exc
@@ -431,6 +438,12 @@ def score(
         console.print(f"{run.newly_mql:,} leads newly crossed MQL since the run as of {run.previous_as_of}")
     console.print(f"wrote {run.output}; not scored, with reasons: {run.rejects}"
                   + (f"; run {run.run_id}" if getattr(run, "run_id", "") else ""))
+
+
+def _duckdb_out_of_memory() -> type:
+    import duckdb
+
+    return duckdb.OutOfMemoryException
 
 
 @app.command()

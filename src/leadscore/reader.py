@@ -595,7 +595,11 @@ class Source:
                               f"ASOF LEFT JOIN {name} g ON s._rn > g.c)")
         return self._numbered
 
-    def error(self, exc: Exception) -> ReadError:
+    def error(self, exc: Exception) -> Exception:
+        """What to raise for DuckDB's error ``exc`` reading the file: a :class:`ReadError` naming the file and
+        how it was read; memory running out is not the file's fault and stays what it is."""
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            return duckdb.OutOfMemoryException(str(exc))
         msg = str(exc).splitlines()[0]
         return ReadError(f"{self.path}: cannot be read as {self.dialect.describe()}: {msg}. If this is not how the "
                          f"file is written, {OPTIONS_HINT}")

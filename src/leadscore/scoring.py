@@ -151,7 +151,8 @@ def sentences(features: list[Feature], X: pd.DataFrame, index: np.ndarray) -> np
 
 # Reason text is assembled with Arrow's string kernels (pyarrow.compute): each distinct sentence, name and
 # point value is escaped or formatted once, then taken per slot and joined per lead in C++, without a
-# Python string per lead (1M leads: ~3 s instead of ~25 s).
+# Python string per lead (with the sentences written once per distinct combination, leadscore.reasons:
+# score() with text on 100k leads 2.0 s instead of 3.9 s, same bytes, measured in one window).
 def _codes(values, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(codes of the shape of ``valid``, 0 where not valid; the distinct values of the valid slots)."""
     valid = np.asarray(valid, bool)

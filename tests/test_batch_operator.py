@@ -16,6 +16,7 @@ from pathlib import Path
 
 import joblib
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -481,6 +482,10 @@ def test_a_lead_not_explained_has_no_reason_text_and_no_grades(job, tmp_path):
     assert mql.loc[explained, "reasons_text"].str.len().gt(0).all() and mql.loc[explained, "fit_grade"].notna().all()
     assert mql.loc[~explained, "reasons_text"].isna().all() and mql.loc[~explained, "matrix_cell"].isna().all()
     assert mql["points"].tolist() == none["points"].tolist()
+    schema = pq.read_schema(tmp_path / "n.parquet")  # typed as text though empty: runs of any mode read as one
+    assert all(pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type)
+               for c in ("fit_grade", "engagement_grade", "matrix_cell", "reasons_text"))
+    assert schema == pq.read_schema(tmp_path / "m.parquet")
 
 
 def test_running_out_of_memory_under_the_limit_is_a_message_and_changes_nothing(job, tmp_path):

@@ -892,6 +892,10 @@ def _score_chunk(scorer: LeadScorer, X: pd.DataFrame, explain: str, near: float,
             out.loc[np.flatnonzero(reuse), "reasons_text"] = _reason_text(prev["reasons"], prev["other_points"]).to_numpy()
         cols = [f"c_{c}" for c in scorer.model.feature_names]
         contrib[reuse] = prev[cols].to_numpy(dtype=float)
+    # text columns typed as text whatever a chunk holds (a chunk with no grades would be Arrow's null type, and
+    # a history of an --explain none run then an all run could not be read as one dataset)
     out = out.astype({"probability": float, "points": float, "is_mql": bool, "base_points": float,
-                      "other_points": float, "capped_points": float})
+                      "other_points": float, "capped_points": float,
+                      **{c: "str" for c in ("band", "fit_grade", "engagement_grade", "matrix_cell", "reasons",
+                                            "pushed_over_mql", "reasons_text")}})
     return out, contrib, hashes, int(todo.sum()), int(reuse.sum())

@@ -415,9 +415,9 @@ def test_contract_columns_the_model_reads_renamed_in_the_export_are_refused_with
         score_leads(job["scorer"], tmp_path / "renamed.csv", job["events"], tmp_path / "s.parquet", as_of=AS_OF)
     msg = str(err.value)
     assert "3 column(s) the model reads are absent from the leads file under the contract's name" in msg
-    assert "'title' (read by seniority, job_function:" in msg and "did you mean 'Job Title'?" in msg
-    assert "did you mean 'Email Domain Name'?" in msg and "did you mean 'No. of Employees'?" in msg
-    assert re.search(r"'employees' \(read by company_size: \d+\.\d% of the model's signal\)", msg)
+    assert "'title' (read by seniority, job_function:" in msg and "the export has 'Job Title')" in msg
+    assert "the export has 'Email Domain Name')" in msg and "the export has 'No. of Employees')" in msg
+    assert re.search(r"'employees' \(read by company_size: \d+\.\d% of the model's signal; the export has", msg)
     assert not (tmp_path / "s.parquet").exists()
     r = runner.invoke(app, ["score", "--model", str(job["model"]), "--trust-model", "--leads", str(tmp_path / "renamed.csv"),
                             "--events", str(job["events"]), "--as-of", AS_OF, "--out", str(tmp_path / "t.parquet")])
@@ -425,6 +425,12 @@ def test_contract_columns_the_model_reads_renamed_in_the_export_are_refused_with
     run = score_leads(job["scorer"], tmp_path / "renamed.csv", job["events"], tmp_path / "s.parquet", as_of=AS_OF,
                       allow_unfit=True)
     assert run.scored > 0 and any("'title' (read by" in w for w in run.warnings)
+    # a header that only looks alike is another column: no refusal (State, Employee ID, Lead Score, Title Notes)
+    leads.drop(columns=["title", "employees", "lead_source"]).assign(
+        **{"State": "CA", "Employee ID": "E1", "Lead Score": 5, "Title Notes": "x"}).to_csv(tmp_path / "alike.csv",
+                                                                                             index=False)
+    run = score_leads(job["scorer"], tmp_path / "alike.csv", job["events"], tmp_path / "a.parquet", as_of=AS_OF)
+    assert run.scored > 0 and sum("column absent, every lead scored with it not known" in w for w in run.warnings) >= 2
     # a column the export does not hold at all (nothing like it in the header) is scored as not known, and said
     leads.drop(columns=["employees"]).to_csv(tmp_path / "no_size.csv", index=False)
     run = score_leads(job["scorer"], tmp_path / "no_size.csv", job["events"], tmp_path / "n.parquet", as_of=AS_OF)

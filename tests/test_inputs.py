@@ -38,7 +38,7 @@ from leadscore.contract import (
     validate_leads,
 )
 from leadscore.mapping import ExportMapping, apply_mapping, load_mapping, read_export, read_export_table
-from leadscore.reader import ReadOptions, read_table
+from leadscore.reader import EMPTY_RECORDS, ReadOptions, read_table
 
 CASES = Path(__file__).parent / "data" / "cases"
 AS_OF = "2026-10-01T00:00"
@@ -101,6 +101,23 @@ def test_empty_records_below_a_spreadsheet_table_are_skipped_like_blank_lines_an
     assert line.endswith(": 4 (rows 2, 4, 5, 7)")
     mapped = read_export_table(path)  # the mapping's reader: 'N/A' is for the mapping's placeholders to decide
     assert mapped.empty_rows == [2, 4, 5] and len(mapped.frame) == 4
+
+
+@pytest.mark.parametrize("sep", [",", ";"])
+def test_empty_records_in_an_event_log_are_skipped_like_blank_lines_and_said(tmp_path, sep):
+    leads = _write(tmp_path / "l.csv", "lead_id,created_at\nL1,2026-09-01\n")
+    rows = ["lead_id,timestamp,event_type,duration_s", "L1,2026-09-02,web_visit,5", ",,,", " , ,,",
+            "L1,2026-09-03,web_visit,", ",,web_visit,", ",,,"]
+    events = _write(tmp_path / "e.csv", "\n".join(r.replace(",", sep) for r in rows) + "\n")
+    lv, lr, _ = validate_leads(leads, require_outcome=False)
+    rejects, report = validate_events(events, lv, lr, tmp_path / "ev.parquet")
+    assert len(pd.read_parquet(tmp_path / "ev.parquet")) == 2
+    assert rejects[["row", "reason"]].values.tolist() == [[5, "lead_id is missing"]]  # one value left: a reject
+    assert report.rows_in == 3 and report.rows_valid == 2 and report.rows_rejected == 1
+    assert report.warnings[EMPTY_RECORDS] == 3 and report.warning_rows[EMPTY_RECORDS] == [2, 3, 6]
+    only_blank = _write(tmp_path / "b.csv", "lead_id,timestamp,event_type\n,,\n,,\n")
+    with pytest.raises(ContractError, match="no data rows"):
+        validate_events(only_blank, lv, lr, tmp_path / "ev2.parquet")
 
 
 def test_a_file_of_only_empty_records_has_no_data_rows(tmp_path):
@@ -827,3 +844,19 @@ def test_a_spreadsheet_serial_date_is_rejected_with_the_hint_to_export_it_as_a_d
     ev_rejects, _ = validate_events(events, valid, rejects, tmp_path / "ev.parquet")
     assert len(ev_rejects) == 1 and "serial date number" in ev_rejects["reason"].iloc[0]
     assert "serial date number" in timestamp_problem("45766.2167")  # the --as-of and params message
+
+
+@pytest.mark.parametrize("name, header, meant", [
+    ("title", "Job Title", True), ("title", "JobTitle", True), ("title", "State", False), ("title", "Title Notes", False),
+    ("country", "County", False), ("country", "Country/Region", True), ("lead_source", "Lead Score", False),
+    ("lead_source", "Lead Status", False), ("lead_source", "Original Lead Source", True),
+    ("employees", "Employee ID", False), ("employees", "No. of Employees", True), ("employees", "Employees Range", True),
+    ("employees", "NumberOfEmployees", True), ("employees", "Company Size", True),
+    ("annual_revenue", "Annual Revenue Currency", False), ("email_domain", "Email", True),
+    ("email_domain", "Email Domain Name", True), ("email_domain", "Email Opt Out", False)])
+def test_a_crm_header_is_taken_for_a_contract_column_only_when_it_names_it(name, header, meant):
+    """A rename ('Job Title', 'No. of Employees', Salesforce's 'NumberOfEmployees', HubSpot's 'Email') is found;
+    a header that only looks alike ('Title Notes', 'Employee ID', 'Lead Score', 'County') is another column."""
+    from leadscore.contract import closest_column
+
+    assert (closest_column(name, ["lead_id", "created_at", header]) == header) is meant

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from leadscore import contract, features, runstore, safecsv
 from leadscore.memory import release_memory
-from leadscore.reader import EMPTY_RECORDS, empty_records_note, parquet_rows, parquet_sql
+from leadscore.reader import empty_records_note, parquet_rows, parquet_sql
 from leadscore.stages import Stages
 from leadscore.runstore import JobBusy, JobIOError  # noqa: F401 (re-exported for the CLI)
 from leadscore.reasons import group_layout, group_matrix, group_sentences
@@ -244,8 +244,9 @@ def absent_columns(scorer: LeadScorer, fparams, absent, header) -> tuple[list[st
         if not used:
             continue
         close = contract.closest_column(col, header)
-        line = f"'{col}' (read by {', '.join(used)}: {sum(per_feature[n] for n in used):.1%} of the model's signal)"
-        (renamed if close else missing).append(line + (f"; did you mean {close!r}?" if close else ""))
+        share = f"read by {', '.join(used)}: {sum(per_feature[n] for n in used):.1%} of the model's signal"
+        (renamed if close else missing).append(f"'{col}' ({share}; the export has {close!r})" if close
+                                               else f"'{col}' ({share})")
     return renamed, missing
 
 
@@ -258,7 +259,7 @@ def unfit_input(scorer: LeadScorer, leads_file: Path, events_file: Path | None, 
     problems = []
     if absent:
         problems.append(f"{len(absent)} column(s) the model reads are absent from the leads file under the "
-                        f"contract's name: {', '.join(absent)}. Rename them (README: data contract), or map the export")
+                        f"contract's name: {'; '.join(absent)}. Rename them (README: data contract), or map the export")
     custom = [c for c in scorer.model.feature_names if c.startswith("x_")]
     if custom:
         have = set(pq.read_schema(leads_file).names)
@@ -479,8 +480,8 @@ def check_inputs(scorer: LeadScorer, leads_path, events_path, priority_path, wor
     if priority_path is not None:
         with stages("priority list"):
             priority = contract.read_priority_accounts(priority_path, read_options)
-            if empty := priority.attrs.get("empty_rows"):
-                warnings.append(f"{priority_path}: {len(empty):,} {EMPTY_RECORDS} (rows {', '.join(map(str, empty[:10]))})")
+            if note := empty_records_note(priority.attrs.get("empty_rows")):
+                warnings.append(f"{priority_path}: {note}")
             unmatched = contract.unmatched_priority(priority, lead_keys)
             if len(unmatched):
                 ex = ", ".join((unmatched["domain"].where(unmatched["domain"].notna(), unmatched["account_id"]))
@@ -506,7 +507,7 @@ def _check_leads(scorer: LeadScorer, leads_path, work: Path, as_of_ts: pd.Timest
         inputs[str(leads_path)] = table.dialect.describe()
         mapped, mreport = export_mapping.apply_mapping(table.frame, scorer.mapping, str(leads_path), scoring=True,
                                                        as_of=as_of_ts, bad_rows=table.bad_rows)
-        warnings += [f"{leads_path}: {w}" for w in [*mreport.warnings, empty_records_note(table)] if w]
+        warnings += [f"{leads_path}: {w}" for w in [*mreport.warnings, empty_records_note(table.empty_rows)] if w]
         leads_source = work / "mapped_leads.parquet"
         mapped.to_parquet(leads_source, index=False)
         lead_options = None

@@ -104,14 +104,38 @@ def _canonical(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
 
 
+#: Words a CRM adds around a contract column's name ('Job Title', 'No. of Employees', 'Email Domain Name',
+#: 'Original Lead Source', 'Employees Range'): a header of the name and only these words means the column.
+_HEADER_WORDS = {"job", "no", "nr", "num", "number", "of", "the", "name", "lead", "original", "primary",
+                 "company", "account", "range", "band", "count", "total", "usd", "eur", "gbp", "value"}
+#: Other names CRMs give the contract's optional columns (canonical forms; Salesforce API names squashed).
+_SYNONYMS = {"title": {"jobtitle", "job_position", "position"},
+             "email_domain": {"email", "email_address", "emailaddress", "work_email", "business_email", "domain",
+                              "website", "company_domain", "company_website"},
+             "employees": {"numberofemployees", "employee_count", "company_size", "headcount", "size"},
+             "annual_revenue": {"annualrevenue", "revenue", "company_revenue"},
+             "industry": {"sector", "vertical"},
+             "country": {"country_region", "country_code", "countrycode"},
+             "lead_source": {"leadsource", "source", "original_source", "source_channel"},
+             "account_id": {"accountid", "company_id", "companyid"}}
+
+
 def closest_column(name: str, columns) -> str | None:
-    """The header cell most like contract column ``name`` ('Job Title' for title, 'No. of Employees' for
-    employees), by :func:`difflib.get_close_matches` on canonical names; None when nothing is close."""
-    by_canon = {_canonical(c): str(c) for c in columns}
-    close = difflib.get_close_matches(name, list(by_canon), n=1, cutoff=0.6)
-    if not close:  # the contract name inside a longer header: 'Email Domain Name', 'Lead Source (original)'
-        close = [k for k in by_canon if re.search(rf"(^|_){re.escape(name)}(_|$)", k)][:1]
-    return by_canon[close[0]] if close else None
+    """The header cell that most likely is contract column ``name`` under a CRM's name ('Job Title' for
+    title, 'No. of Employees' for employees, 'Email' for email_domain, 'NumberOfEmployees'), or None: the
+    name's words with only words a CRM adds around them (:data:`_HEADER_WORDS`), or a known other name
+    (:data:`_SYNONYMS`). Only that: a header that merely looks alike ('Title Notes', 'Employee ID',
+    'Lead Score', 'County') is another column."""
+    want = name.split("_")
+    for c in columns:
+        key = _canonical(c)
+        words = key.split("_")
+        if key in _SYNONYMS.get(name, ()) or key.replace("_", "") == name.replace("_", ""):
+            return str(c)
+        for i in range(len(words) - len(want) + 1):
+            if words[i:i + len(want)] == want and set(words[:i] + words[i + len(want):]) <= _HEADER_WORDS:
+                return str(c)
+    return None
 
 
 def _check_columns(columns, spec: dict, file: str, required_extra=()) -> dict[str, str]:
@@ -751,6 +775,8 @@ def _write_parts(con: duckdb.DuckDBPyConnection, statements: list[str], workers:
         return sum(pool.map(run, statements))
 
 
+BLANK_RECORD = "(blank record)"  # pass 3's mark for a record with every field empty
+
 #: Ids of unknown or rejected leads checked as a list in the pass that writes the valid events; more are joined.
 MAX_LISTED_IDS = 2000
 
@@ -897,15 +923,21 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
     if everything_written:
         e_cols = (f"NULL::VARCHAR AS lead_id, NULL::VARCHAR AS in_lead_id, NULL::VARCHAR AS in_timestamp, "
                   f"NULL::VARCHAR AS in_event_type, NULL::TIMESTAMP AS timestamp, NULL::VARCHAR AS event_type, "
-                  f"false AS extra_field")
+                  f"false AS extra_field, false AS blank_record")
         reason = "NULL::VARCHAR"
         join = ""
     else:
-        e_cols = (f"{nid} AS lead_id, {q('lead_id')} AS in_lead_id, {q('timestamp')} AS in_timestamp, "
+        # a record with every field empty (',,,,' below a spreadsheet's table) is a blank line, not an event
+        blank = " AND ".join([f"nullif(trim(CAST({c} AS VARCHAR)), '') IS NULL"
+                              for c in ['"' + str(h).replace('"', '""') + '"' for h in columns]]
+                             + ([f"nullif(trim({TRAILING_SQL}), '') IS NULL"] if source.dialect.trailing_delimiter else []))
+        e_cols = (f"{blank} AS blank_record, "
+                  f"{nid} AS lead_id, {q('lead_id')} AS in_lead_id, {q('timestamp')} AS in_timestamp, "
                   f"{q('event_type')} AS in_event_type, {ts} AS timestamp, {event_type} AS event_type, "
                   f"{trailing} AS extra_field")
         raw_ts = "CAST(e.in_timestamp AS VARCHAR)"
         reason = f"""CASE
+                WHEN e.blank_record THEN '{BLANK_RECORD}'
                 WHEN e.extra_field THEN '{h + 1} fields, header has {h}'
                 WHEN e.lead_id IS NULL THEN 'lead_id is missing'
                 WHEN (s.lead_id IS NULL OR NOT s.valid) AND {id_sql('e.lead_id')[1]} THEN '{ID_RULE_REASON}'
@@ -960,15 +992,19 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
     con.unregister("_valid_ids")
     con.unregister("_rejected_ids")
     total = accepted + len(bad_rows)
-    if total == 0:
-        remove_parquet(out_path)
-        raise ContractError(f"{file}: the file has a header ({', '.join(columns)}) but no data rows; omit the "
-                            f"event log for a leads-only export")
     if len(bad_rows):
         flagged = pd.concat([flagged, bad_rows.assign(file=file, lead_id=None, column="(row)", bad_duration=False,
                                                       bad_pct=False, text_duration=None, text_pct=None)],
                             ignore_index=True)
     flagged = flagged.sort_values("row", kind="stable")
+    blank_rows = flagged["reason"] == BLANK_RECORD  # skipped as blank lines: neither an event nor a reject
+    empty_rows = [int(r) for r in flagged.loc[blank_rows, "row"]]
+    flagged = flagged[~blank_rows]
+    total -= len(empty_rows)
+    if total == 0:
+        remove_parquet(out_path)
+        raise ContractError(f"{file}: the file has a header ({', '.join(columns)}) but no data rows; omit the "
+                            f"event log for a leads-only export")
     rejects = flagged[flagged["reason"].notna()].reset_index(drop=True)
     report = FileReport(file=file, rows_in=total, rows_valid=int(written), rows_rejected=len(rejects),
                         rejected_by_reason=rejects["reason"].value_counts().to_dict(),
@@ -979,6 +1015,9 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
         st = flagged[col].astype(object)
         checks += [((st == s_).fillna(False).to_numpy(dtype=bool), amount_warning(name, s_, decimal))
                    for s_ in ("unreadable", "not finite", "ambiguous")]
+    if empty_rows:
+        report.warnings[EMPTY_RECORDS] = len(empty_rows)
+        report.warning_rows[EMPTY_RECORDS] = empty_rows[:20]
     for hit, text in checks:
         hit = np.asarray(hit, dtype=bool)
         if hit.any():

@@ -36,7 +36,7 @@ def run_validate(params: Params, out_dir: str | Path) -> list[contract.FileRepor
         spec = export_mapping.load_mapping(params.data.mapping)
         export = export_mapping.read_export_table(leads_path, spec.read or params.data.read)
         mapped, mapping_report = export_mapping.apply_mapping(export, spec, str(leads_path))
-        if note := empty_records_note(export):
+        if note := empty_records_note(export.empty_rows):
             mapping_report.warnings.append(note)
         leads_path = out / "mapped_leads.parquet"
         mapped.to_parquet(leads_path, index=False)

@@ -622,12 +622,11 @@ class Table:
     empty_rows: list = field(default_factory=list)  # rows with every field empty (',,,,'): skipped as blank lines
 
 
-EMPTY_RECORDS = "records with every field empty (a spreadsheet's ',,,,' lines): skipped, as blank lines"
+EMPTY_RECORDS = "records with every field empty (what a spreadsheet leaves below a table): skipped, as blank lines"
 
 
-def empty_records_note(table: "Table") -> str | None:
-    """The warning line for ``table``'s skipped empty records, with the first rows; None when there are none."""
-    rows = table.empty_rows
+def empty_records_note(rows: list[int]) -> str | None:
+    """The warning line for skipped empty records (``rows``, 1-based), with the first rows; None for none."""
     if not rows:
         return None
     return f"{EMPTY_RECORDS}: {len(rows):,} (rows {', '.join(map(str, rows[:10]))}{', …' if len(rows) > 10 else ''})"

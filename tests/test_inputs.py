@@ -860,3 +860,14 @@ def test_a_crm_header_is_taken_for_a_contract_column_only_when_it_names_it(name,
     from leadscore.contract import closest_column
 
     assert (closest_column(name, ["lead_id", "created_at", header]) == header) is meant
+
+
+
+def test_a_priority_row_with_a_field_too_many_is_rejected_with_its_row_not_dropped(tmp_path):
+    pri = read_priority_accounts(_write(tmp_path / "p.csv", "account_id,domain\nA1,acme.com,Tier 1\nA2,globex.com\n"))
+    assert pri["account_id"].tolist() == ["A2"]
+    from leadscore.contract import priority_rejects
+
+    refused = priority_rejects(pri, tmp_path / "p.csv")
+    assert refused[["row", "column"]].values.tolist() == [[1, "(row)"]] and "3 fields" in refused["reason"].iloc[0]
+    pri.to_parquet(tmp_path / "p.parquet")  # what the pipeline writes: the notes travel as plain values

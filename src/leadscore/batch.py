@@ -482,12 +482,16 @@ def check_inputs(scorer: LeadScorer, leads_path, events_path, priority_path, wor
             priority = contract.read_priority_accounts(priority_path, read_options)
             if note := empty_records_note(priority.attrs.get("empty_rows")):
                 warnings.append(f"{priority_path}: {note}")
+            if refused := priority.attrs.get("refused"):
+                warnings.append(f"{priority_path}: {len(refused):,} row(s) could not be read and are not priority "
+                                f"entries: " + "; ".join(f"row {r}: {why}" for r, why, _ in refused[:10]))
             unmatched = contract.unmatched_priority(priority, lead_keys)
             if len(unmatched):
                 ex = ", ".join((unmatched["domain"].where(unmatched["domain"].notna(), unmatched["account_id"]))
                                .astype(str).head(5))
                 warnings.append(f"{priority_path}: {len(unmatched):,} of {len(priority):,} priority entries match no "
                                 f"lead (by account_id or email domain), e.g. {ex}")
+            priority.attrs = {}  # (reported above)
             priority.to_parquet(work / "priority.parquet", index=False)
             priority_file = work / "priority.parquet"
     del lead_keys

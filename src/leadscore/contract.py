@@ -1050,7 +1050,18 @@ def read_priority_accounts(path: str | Path | None, options: ReadOptions | dict 
     out["domain"] = normalise_domains(out["domain"])
     out = out.reset_index(drop=True).astype("str")
     out.attrs["empty_rows"] = table.empty_rows  # ',,' lines: skipped as blank lines (the job says so)
+    # rows the reader refused (a field too many): not entries, rejected with their row and reason
+    out.attrs["refused"] = [[int(r), str(why), None if pd.isna(v) else str(v)]
+                            for r, why, v in table.bad_rows[["row", "reason", "value"]].itertuples(index=False)]
     return out
+
+
+def priority_rejects(priority: pd.DataFrame, path) -> pd.DataFrame:
+    """The rows of the priority list at ``path`` that the reader refused, as rejects (file, row, reason)."""
+    refused = priority.attrs.get("refused") or []
+    return pd.DataFrame({"file": str(path), "row": [r for r, _, _ in refused], "lead_id": None, "column": "(row)",
+                         "reason": [why for _, why, _ in refused], "value": [v for _, _, v in refused]},
+                        columns=REJECT_COLUMNS)
 
 
 def unmatched_priority(priority: pd.DataFrame, leads: pd.DataFrame) -> pd.DataFrame:

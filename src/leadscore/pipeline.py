@@ -63,6 +63,9 @@ def run_validate(params: Params, out_dir: str | Path) -> list[contract.FileRepor
     else:
         remove_parquet(out / "events.parquet")
     priority = contract.read_priority_accounts(params.data.priority_accounts, read)
+    if priority.attrs.get("refused"):  # rows the reader refused: in the rejects, with their reason
+        rejects.append(contract.priority_rejects(priority, params.data.priority_accounts))
+    priority.attrs = {}  # (what the reader noted is reported above, not stored with the list)
     priority.to_parquet(out / "priority_accounts.parquet", index=False)
     unmatched = contract.unmatched_priority(priority, leads)
 

@@ -90,7 +90,7 @@ def test_empty_records_below_a_spreadsheet_table_are_skipped_like_blank_lines_an
     """Excel saves rows it once formatted as ',,,,,' (every field empty): a blank line, not a lead without
     an id. They are skipped and reported with their rows; a row with one value left is still a reject."""
     rows = ["lead_id,created_at,title,industry", "L1,2026-09-01,CEO,software", ",,,", "L2,2026-09-02,CTO,retail",
-            " , ,,", ",,,", ",,CFO,", "N/A,,,"]
+            " , ,,", ",,,", ",,CFO,", "N/A,,,", "   "]
     text = "\r\n".join(r.replace(",", sep) for r in rows) + "\r\n"
     path = _write(tmp_path / "l.csv", text, encoding)
     leads, rejects, report = validate_leads(path, require_outcome=False)
@@ -98,23 +98,23 @@ def test_empty_records_below_a_spreadsheet_table_are_skipped_like_blank_lines_an
     assert rejects[["row", "column"]].values.tolist() == [[6, "lead_id"]]  # ',,CFO,': a lead without an id
     assert report.rows_in == 3 and report.rows_valid == 2 and report.rows_rejected == 1
     line = next(w for w in report.warning_lines() if w.startswith("records with every field empty"))
-    assert line.endswith(": 4 (rows 2, 4, 5, 7)")
+    assert line.endswith(": 5 (rows 2, 4, 5, 7, 8)")  # row 8: a line of spaces
     mapped = read_export_table(path)  # the mapping's reader: 'N/A' is for the mapping's placeholders to decide
-    assert mapped.empty_rows == [2, 4, 5] and len(mapped.frame) == 4
+    assert mapped.empty_rows == [2, 4, 5, 8] and len(mapped.frame) == 4
 
 
 @pytest.mark.parametrize("sep", [",", ";"])
 def test_empty_records_in_an_event_log_are_skipped_like_blank_lines_and_said(tmp_path, sep):
     leads = _write(tmp_path / "l.csv", "lead_id,created_at\nL1,2026-09-01\n")
     rows = ["lead_id,timestamp,event_type,duration_s", "L1,2026-09-02,web_visit,5", ",,,", " , ,,",
-            "L1,2026-09-03,web_visit,", ",,web_visit,", ",,,"]
+            "L1,2026-09-03,web_visit,", ",,web_visit,", ",,,", "    "]
     events = _write(tmp_path / "e.csv", "\n".join(r.replace(",", sep) for r in rows) + "\n")
     lv, lr, _ = validate_leads(leads, require_outcome=False)
     rejects, report = validate_events(events, lv, lr, tmp_path / "ev.parquet")
     assert len(pd.read_parquet(tmp_path / "ev.parquet")) == 2
     assert rejects[["row", "reason"]].values.tolist() == [[5, "lead_id is missing"]]  # one value left: a reject
     assert report.rows_in == 3 and report.rows_valid == 2 and report.rows_rejected == 1
-    assert report.warnings[EMPTY_RECORDS] == 3 and report.warning_rows[EMPTY_RECORDS] == [2, 3, 6]
+    assert report.warnings[EMPTY_RECORDS] == 4 and report.warning_rows[EMPTY_RECORDS] == [2, 3, 6, 7]
     only_blank = _write(tmp_path / "b.csv", "lead_id,timestamp,event_type\n,,\n,,\n")
     with pytest.raises(ContractError, match="no data rows"):
         validate_events(only_blank, lv, lr, tmp_path / "ev2.parquet")

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from leadscore.reader import (EMPTY_RECORDS, TRAILING, ContractError, ReadOptions, Source, fresh_parquet_folder,
-                              read_table, remove_parquet)
+from leadscore.reader import (EMPTY_RECORDS, TRAILING, ContractError, ReadOptions, Source, blank_lines,
+                              fresh_parquet_folder, read_table, remove_parquet)
 from leadscore.vocabulary import EVENT_TYPE_NAMES, OUTCOMES
 
 LEAD_COLUMNS = {  # name: (kind, required)
@@ -991,6 +991,7 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
     con.execute("DROP VIEW IF EXISTS _lead_status")
     con.unregister("_valid_ids")
     con.unregister("_rejected_ids")
+    bad_rows, space_rows = blank_lines(bad_rows)  # lines of spaces only: blank lines too
     total = accepted + len(bad_rows)
     if len(bad_rows):
         flagged = pd.concat([flagged, bad_rows.assign(file=file, lead_id=None, column="(row)", bad_duration=False,
@@ -998,9 +999,9 @@ def _validate_event_source(source: Source, file: str, leads: pd.DataFrame, rejec
                             ignore_index=True)
     flagged = flagged.sort_values("row", kind="stable")
     blank_rows = flagged["reason"] == BLANK_RECORD  # skipped as blank lines: neither an event nor a reject
-    empty_rows = [int(r) for r in flagged.loc[blank_rows, "row"]]
+    empty_rows = sorted([int(r) for r in flagged.loc[blank_rows, "row"]] + space_rows)
     flagged = flagged[~blank_rows]
-    total -= len(empty_rows)
+    total -= len(empty_rows) - len(space_rows)
     if total == 0:
         remove_parquet(out_path)
         raise ContractError(f"{file}: the file has a header ({', '.join(columns)}) but no data rows; omit the "

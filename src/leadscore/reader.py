@@ -632,6 +632,15 @@ def empty_records_note(rows: list[int]) -> str | None:
     return f"{EMPTY_RECORDS}: {len(rows):,} (rows {', '.join(map(str, rows[:10]))}{', …' if len(rows) > 10 else ''})"
 
 
+def blank_lines(bad: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
+    """(the refused rows that hold text, the rows of those that hold only spaces): a line of spaces has too
+    few fields for the reader, yet it is a blank line, not a broken row."""
+    if bad.empty:
+        return bad, []
+    blank = bad["value"].astype("string").str.strip().fillna("").eq("").to_numpy(dtype=bool)
+    return bad[~blank].reset_index(drop=True), [int(r) for r in bad.loc[blank, "row"]]
+
+
 def empty_records(frame: pd.DataFrame, nullstr: tuple[str, ...] = ("",)) -> pd.Index:
     """Index labels of the rows whose every field is missing, empty or blank (what Excel writes as ',,,,'
     below a table). Only rows with an empty first field are looked at further."""
@@ -693,6 +702,7 @@ def read_table(path: str | Path, options: ReadOptions | None = None, nullstr: tu
         empty = empty_records(frame, nullstr)
         if len(empty):  # a spreadsheet's ',,,,' line is a blank line: skipped, and said so
             frame = frame.drop(index=empty)
+        bad, spaces = blank_lines(bad)
         rows_in = len(frame) + len(bad)
         if rows_in == 0 and allow_empty:
             return Table(frame, bad, src.dialect, 0)
@@ -702,7 +712,7 @@ def read_table(path: str | Path, options: ReadOptions | None = None, nullstr: tu
             raise ReadError(f"{path}: none of its {rows_in:,} rows could be read as {src.dialect.describe()}; "
                             f"first problem: row {bad['row'].iloc[0]}: {bad['reason'].iloc[0]}. {OPTIONS_HINT}")
         return Table(frame, bad.sort_values("row").reset_index(drop=True), src.dialect, rows_in,
-                     [int(i) + 1 for i in empty])
+                     sorted([int(i) + 1 for i in empty] + spaces))
     finally:
         src.close()
         con.close()

@@ -553,6 +553,15 @@ def test_a_local_model_files_checksum_lookup_is_remembered_while_the_registry_is
     assert calls == [1, 1]
 
 
+def test_a_model_file_checked_where_there_is_no_registry_creates_none(job, tmp_path, monkeypatch):
+    from leadscore.batch import registered_version_of
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with pytest.raises(UntrustedModel, match="there is no model registry at sqlite:///.*MLFLOW_TRACKING_URI"):
+        registered_version_of(job["model"])
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 class _Payload:
     def __reduce__(self):
         return (os.system, (f"touch {self.flag}",))

@@ -104,6 +104,12 @@ def registered_version_of(path) -> tuple[str, str, str]:
     from leadscore.tracking import tracking_uri
 
     uri = tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):].split("?", 1)[0]).exists():
+        # (asking MLflow would create an empty registry database in the current folder)
+        raise UntrustedModel(f"{path}: there is no model registry at {uri} to check this model file against (set "
+                             f"MLFLOW_TRACKING_URI to the project's registry); a model file is code: score a "
+                             f"registered model (models:/NAME@ALIAS), or pass --trust-model if you made this file "
+                             f"yourself.")
     # a SQLite registry unchanged since this checksum was last looked up gives the same answer (no MLflow)
     stamp = modelcache.registry_stamp(uri)
     if stamp is not None and (hit := modelcache.lookup_version(uri, f"sha256:{digest}")) is not None:

@@ -125,7 +125,7 @@ ATTRIBUTES = {
     "revenue_band": ("Company revenue: {value}", "Company revenue not known", None),
     "industry": ("Industry: {value}", "Industry not known", None),
     "country": ("Based in {value}", "Country not known", "title"),
-    "lead_source": ("Came in through {value}", "Lead source not known", None),
+    "lead_source": ("Lead source: {value}", "Lead source not known", None),
 }
 
 
@@ -430,9 +430,16 @@ def group_sentence_codes(features, X: pd.DataFrame, index: np.ndarray) -> tuple[
     return codes, np.concatenate(tables), np.concatenate(groups)
 
 
-#: Said after a behaviour that counts against a lead although it happened ("opened 1 email … (−8.8)"):
-#: the lead did less of it than a typical lead (its points are below the base's).
-BELOW_TYPICAL = ", less than a typical lead"
+#: Said of a behaviour that counts against a lead although it happened ("opened 1 email … (−8.8)"): the
+#: lead did less of it than a typical lead (its points are below the base's). Put after the behaviour's
+#: label, so it reads as about the behaviour, not its last detail ("…, watched 40% on average").
+BELOW_TYPICAL = " (less than a typical lead)"
+
+
+def below_typical_sentence(sentences: np.ndarray) -> np.ndarray:
+    """'Marketing emails: opened 1 email …' → 'Marketing emails (less than a typical lead): opened 1 email …'."""
+    return np.array([s.replace(": ", BELOW_TYPICAL + ": ", 1) if ": " in s else s + BELOW_TYPICAL
+                     for s in map(str, sentences)], dtype=object)
 
 
 def engagement_groups(features) -> np.ndarray:

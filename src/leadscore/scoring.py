@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from leadscore.config import ScoringParams
 from leadscore.features import ACCOUNT, BEHAVIOR, FIT, Feature
 from leadscore.model import LeadScoreModel
-from leadscore.reasons import (BELOW_TYPICAL, below_typical, engagement_groups, group_layout, group_matrix,
+from leadscore.reasons import (below_typical, below_typical_sentence, engagement_groups, group_layout, group_matrix,
                                group_sentence_codes)
 
 CAP_FEATURE = "_score_cap"
@@ -459,12 +459,12 @@ class LeadScorer:
         slots = np.concatenate([np.where(pos_valid, pos, -1), np.where(neg_valid, neg, -1),
                                 np.where(push_valid, push_idx, -1)], axis=1)
         text_codes, sentences_, sentence_group = group_sentence_codes(self.features, X, slots)
-        # a behaviour that happened but counts against the lead says so: "…, less than a typical lead"
+        # a behaviour that happened but counts against the lead says so: "Webinars (less than a typical lead): …"
         below = below_typical(sentences_, sentence_group, engagement_groups(self.features))
         if below.any():
             variant = np.full(len(sentences_), -1)
             variant[below] = len(sentences_) + np.arange(below.sum())
-            sentences_ = np.concatenate([sentences_, sentences_[below] + BELOW_TYPICAL])
+            sentences_ = np.concatenate([sentences_, below_typical_sentence(sentences_[below])])
             neg_codes = text_codes[:, k_pos:k_pos + k_neg]
             swap = neg_valid & (variant[neg_codes] >= 0) & (neg_pts < 0)
             neg_codes[swap] = variant[neg_codes[swap]]

@@ -77,9 +77,9 @@ def _entry_path(folder: Path, uri: str, ref: str) -> Path:
     return folder / f"{key}.json"
 
 
-def lookup_version(uri: str, ref: str) -> tuple[str, str] | None:
-    """(name, version) remembered for ``ref`` while the registry is unchanged (a local model file is
-    ``sha256:<digest>``: the version whose recorded checksum it has); None otherwise."""
+def _current_entry(uri: str, ref: str) -> tuple[dict, Path] | None:
+    """(the entry kept for ``ref``, the cache folder) while the registry is as it was when it was kept;
+    None otherwise (never an error: a miss asks MLflow)."""
     stamp = registry_stamp(uri)
     folder = _private_dir(create=False)
     if stamp is None or folder is None:
@@ -88,22 +88,29 @@ def lookup_version(uri: str, ref: str) -> tuple[str, str] | None:
         entry = json.loads(_entry_path(folder, uri, ref).read_text())
         if entry["stamp"] != stamp or entry["uri"] != uri or entry["ref"] != ref:
             return None
-        return entry["name"], entry["version"]
+        return entry, folder
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def lookup_version(uri: str, ref: str) -> tuple[str, str] | None:
+    """(name, version) remembered for ``ref`` while the registry is unchanged (a local model file is
+    ``sha256:<digest>``: the version whose recorded checksum it has); None otherwise."""
+    found = _current_entry(uri, ref)
+    if found is None:
+        return None
+    entry = found[0]
+    return (entry["name"], entry["version"]) if "name" in entry and "version" in entry else None
 
 
 def lookup(uri: str, ref: str):
     """(scorer, name, version) for ``ref`` (``models:/…``) when the cache holds it for the registry as it
     is now; None otherwise (never an error: a miss asks MLflow)."""
-    stamp = registry_stamp(uri)
-    folder = _private_dir(create=False)
-    if stamp is None or folder is None:
+    found = _current_entry(uri, ref)
+    if found is None:
         return None
+    entry, folder = found
     try:
-        entry = json.loads(_entry_path(folder, uri, ref).read_text())
-        if entry["stamp"] != stamp or entry["uri"] != uri or entry["ref"] != ref:
-            return None
         path = folder / f"{entry['sha256']}.joblib"
         h = hashlib.sha256()
         with open(path, "rb") as f:

@@ -492,8 +492,8 @@ def _sentence_key(key: str, members: list, part: pd.DataFrame) -> pd.DataFrame:
 
 def _sentences_of_rows(key: str, members: list, X: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(combination of each of ``rows``, the sentence of each combination): group_sentence written once per
-    distinct combination of the values the sentence reads, from the group's own columns (1M leads: a
-    pricing-page sentence for ~15k combinations instead of 1M leads)."""
+    distinct combination of the values the sentence reads, from the group's own columns (a pricing-page
+    sentence per distinct set of window counts, not per lead)."""
     cols = [f.name for f in members if f.name in X]
     part = X[cols].iloc[rows] if cols else X.iloc[rows]
     keyed = _sentence_key(key, members, part)

@@ -5,6 +5,7 @@ scoring run's account SQL equals the training one's at one as_of."""
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -50,9 +51,9 @@ def _steps(con, as_of):
     return steps
 
 
-def _sql_and_kernel(con, steps, tmp_path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _sql_and_kernel(con, steps, tmp_path, part_rows=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     con.execute(f"CREATE OR REPLACE TEMP TABLE _b_sql AS {steps[3].sql}")
-    behavior.create_behavior_view(con, PARAMS, tmp_path, name="_b_kernel")
+    behavior.create_behavior_view(con, PARAMS, tmp_path, name="_b_kernel", part_rows=part_rows)
     want = con.sql("SELECT * FROM _b_sql ORDER BY lead_id, as_of").df()
     got = con.sql("SELECT * FROM _b_kernel ORDER BY lead_id, as_of").df()
     behavior.drop(con, tmp_path, name="_b_kernel")
@@ -112,13 +113,51 @@ def _random_log(seed: int, n_leads: int, n_events: int, on_edges: float):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10**6), n_leads=st.integers(1, 40), n_events=st.integers(0, 400),
-       on_edges=st.sampled_from([0.0, 0.5, 1.0]), training=st.booleans())
-def test_kernel_equals_the_behaviour_sql(tmp_path, seed, n_leads, n_events, on_edges, training):
+       on_edges=st.sampled_from([0.0, 0.5, 1.0]), training=st.booleans(), n_parts=st.integers(1, 4))
+def test_kernel_equals_the_behaviour_sql(tmp_path, seed, n_leads, n_events, on_edges, training, n_parts):
+    """Also when the rows are aggregated in parts (``n_parts`` ranges of rows)."""
     leads, events = _random_log(seed, n_leads, n_events, on_edges)
     con = _connect(leads, events)
     steps = _steps(con, None if training else pd.Timestamp("2025-06-15 08:00"))
-    want, got = _sql_and_kernel(con, steps, tmp_path)
+    rows = con.sql("SELECT count(*) FROM _snap").fetchall()[0][0]
+    want, got = _sql_and_kernel(con, steps, tmp_path, part_rows=max(1, -(-rows // n_parts)))
     assert_same_behavior(want, got)
+
+
+@given(part_rows=st.integers(1, 10**6), n_over=st.integers(0, 300), extra=st.integers(0, 10**6))
+def test_parts_cover_every_row_once_in_even_ranges_of_at_most_part_rows(part_rows, n_over, extra):
+    n = part_rows * n_over + extra % part_rows  # up to ~300 parts, any remainder
+    parts = behavior.parts(n, part_rows)
+    assert parts[0][0] == 0 and parts[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))  # contiguous: every row once
+    sizes = [hi - lo for lo, hi in parts]
+    assert max(sizes) <= part_rows and max(sizes) - min(sizes) <= 1
+    assert len(parts) == max(1, -(-n // part_rows))  # as few parts as the limit allows
+
+
+@pytest.mark.parametrize("as_of", [None, "2025-06-15 08:00"], ids=["training", "scoring"])
+def test_a_feature_table_built_in_parts_is_the_one_built_at_once(tmp_path, as_of):
+    """Parts of a few rows up to all rows in one (the behaviour kernel's and, when scoring, the table's own
+    parts, each a range of leads) give the table of one part: same rows, values, order and schema."""
+    leads, events = _random_log(11, 40, 2000, 0.5)
+    for df, cols in ((leads, ("created_at", "outcome_at")), (events, ("timestamp",))):
+        for c in cols:
+            df[c] = df[c].astype("datetime64[us]")
+    leads.to_parquet(tmp_path / "leads.parquet", index=False)
+    events.astype({"percent_watched": "float64"}).to_parquet(tmp_path / "events.parquet", index=False)
+
+    def build(part_rows):
+        out = features.build_features(tmp_path / "leads.parquet", tmp_path / "events.parquet",
+                                      tmp_path / f"f{part_rows}", PARAMS, as_of=as_of, part_rows=part_rows)
+        return pq.read_table(out.features)
+
+    whole = build(10**9)
+    assert whole.num_rows >= 30
+    keys = whole.select(["lead_id", "as_of"]).to_pandas()
+    assert keys.equals(keys.sort_values(["lead_id", "as_of"]).reset_index(drop=True))
+    for n_parts in (2, 5, 9):
+        t = build(-(-whole.num_rows // n_parts))
+        assert t.schema.equals(whole.schema) and t.equals(whole), n_parts
 
 
 def test_kernel_counts_hand_made_edges(tmp_path):

@@ -475,6 +475,11 @@ def validate_leads(path: str | Path, require_outcome: bool = True, chunk_rows: i
         check_rejects += failed
         unparsed_rows = pd.concat(unparsed)["row"].to_numpy() - 1 if unparsed else []
         candidate_ids.append(df["lead_id"].drop(index=unparsed_rows, errors="ignore"))
+    # the text as read is needed only for the rejected rows' ids from here on: let it go before the parsed
+    # chunks are put together (1M leads: 0.84 -> 0.6x GiB at this step's peak)
+    raw_ids = raw[cols["lead_id"]]
+    del raw
+    table.frame = None
     df = pd.concat(parsed) if len(parsed) > 1 else parsed[0]
     del parsed
     candidates = pd.concat(candidate_ids)
@@ -491,7 +496,7 @@ def validate_leads(path: str | Path, require_outcome: bool = True, chunk_rows: i
     ranked = sorted(check_rejects + [(_check_rank("lead_id") + 0.5, f) for f in duplicate_rejects], key=lambda t: t[0])
     rejects = parse_rejects + [f for _, f in ranked]
     rej = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=REJECT_COLUMNS)
-    rej["lead_id"] = raw[cols["lead_id"]].astype("string").reindex(rej["row"] - 1).to_numpy()
+    rej["lead_id"] = raw_ids.reindex(rej["row"] - 1).astype("string").to_numpy()
     rej = rej.drop_duplicates(subset=["row"], keep="first").sort_values("row", kind="stable")
     valid = df.drop(index=rej["row"].to_numpy() - 1, errors="ignore").reset_index(drop=True)
     report.rows_valid, report.rows_rejected = len(valid), len(rej)

@@ -502,6 +502,7 @@ def check_inputs(scorer: LeadScorer, leads_path, events_path, priority_path, wor
             priority.to_parquet(work / "priority.parquet", index=False)
             priority_file = work / "priority.parquet"
     del lead_keys
+    release_memory()  # the leads' ids and the priority list's frames (1M leads: ~0.15 GiB kept otherwise)
     return CheckedInputs(work / "leads.parquet", events_file, priority_file, decided, lead_rejects, event_rejects,
                          lead_report.rows_in, event_report, inputs, warnings, lead_report, n_late)
 
@@ -745,6 +746,7 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
                                                 con=con)
             finally:
                 con.close()  # its buffers go back before scoring starts
+                release_memory()
         feature_file = pq.ParquetFile(build.features)
         check_schema(scorer, feature_file.schema_arrow.names)
         decided_ids = set(checked.decided["lead_id"])

@@ -312,8 +312,10 @@ from tests.helpers import small_params
 from leadscore.pipeline import run_synth, run_validate, run_features, run_train
 from leadscore.batch import load_scorer, score_leads
 p = small_params(Path("."), n_leads=1500, events_per_lead=8, chunk_leads=1500)
-# one LightGBM thread each: the two runs share the machine's cores (OpenMP threads spin against each other)
-p = p.model_copy(update={{"train": p.train.model_copy(update={{"truth": "truth/truth.parquet", "num_threads": 1}})}})
+# one LightGBM thread each: the two runs share the machine's cores (OpenMP threads spin against each other);
+# one rolling-origin time fold (each fold refits the small-data model: same code, a third of the trees)
+p = p.model_copy(update={{"train": p.train.model_copy(update={{"truth": "truth/truth.parquet", "num_threads": 1,
+                                                               "cv_folds": 1}})}})
 run_synth(p, Path("raw"), Path("truth"))
 run_validate(p, Path("validated"))
 run_features(p, Path("validated"), Path("features"))

@@ -676,8 +676,10 @@ def write_in_parts(con: duckdb.DuckDBPyConnection, final_sql: str, path: Path, p
     at a time, each range sorted on its own: the sort, and the rows it holds, no longer grow with the leads
     (1M leads: the one statement peaked at ~0.6 GiB above the job's baseline). The ranges are those of
     ``_snap_rows`` (numbered in (lead_id, as_of) order) cut in parts of ``part_rows`` (default
-    :data:`WRITE_PART_ROWS`); the file holds the
-    rows of ``final_sql`` in its order, written by pyarrow (zstd) from DuckDB's Arrow batches."""
+    :data:`WRITE_PART_ROWS`); the file holds the rows of ``final_sql`` in its order, written by pyarrow
+    (zstd) from DuckDB's Arrow batches.
+
+    Raises ValueError when ``final_sql`` does not end in ``ORDER BY s.lead_id, s.as_of``."""
     n = con.sql("SELECT count(*) FROM _snap_rows").fetchall()[0][0]
     ranges = behavior.parts(n, part_rows or WRITE_PART_ROWS)
     starts = [lo for lo, _ in ranges[1:]]

@@ -140,6 +140,10 @@ def test_a_feature_table_built_in_parts_is_the_one_built_at_once(tmp_path, as_of
     """Parts of a few rows up to all rows in one (the behaviour kernel's and, when scoring, the table's own
     parts, each a range of leads) give the table of one part: same rows, values, order and schema."""
     leads, events = _random_log(11, 40, 2000, 0.5)
+    # ids that sort awkwardly: case, accents, emoji, quotes, a leading space, numbers of different lengths
+    awkward = ["a", "A", "é", "É", "z", "😀", "'q", '"q', " x", "9", "10", "100", "L1", "l1", "Ü-ö", "ß"]
+    ids = {f"L{i}": awkward[i] if i < len(awkward) else f"L{i}" for i in range(40)}
+    leads["lead_id"], events["lead_id"] = leads["lead_id"].map(ids), events["lead_id"].map(ids)
     for df, cols in ((leads, ("created_at", "outcome_at")), (events, ("timestamp",))):
         for c in cols:
             df[c] = df[c].astype("datetime64[us]")

@@ -570,10 +570,10 @@ def not_scored(checked: CheckedInputs, excluded: pd.DataFrame, leads_path, as_of
     # the value shown is the lead's own created_at (the reason names as_of)
     shown = []
     if len(excluded):
-        # only the excluded leads' rows go to pandas (all 1M leads' ids as Python-visible strings: ~0.2 GiB)
+        # only the excluded leads' rows go to pandas, not every lead's id
         table = pq.read_table(checked.leads_file, columns=["lead_id", "created_at"])
         table = table.filter(pc.is_in(table["lead_id"], value_set=pa.array(excluded["lead_id"].astype(str))))
-        created = table.to_pandas().drop_duplicates("lead_id").set_index("lead_id")
+        created = table.to_pandas().set_index("lead_id")
         shown = created["created_at"].reindex(excluded["lead_id"].to_numpy())
     valid_skipped = pd.concat([
         excluded.assign(file=str(leads_path), row=pd.NA, column="created_at", stage="features",

@@ -271,13 +271,12 @@ def create_behavior_view(con: duckdb.DuckDBPyConnection, params: FeatureParams, 
             for table in tables(state, params, first_rn=lo):
                 writer = writer or pq.ParquetWriter(path, table.schema, compression="zstd")
                 writer.write_table(table)
+            if writer is None and hi == n:  # no row with an event: the columns, no rows
+                names = [e.name for e in FEATURE_EVENT_TYPES]
+                pq.write_table(_table(np.zeros(0, np.int64), state.counts[:0], state.moments[:0], state.sums[:0],
+                                      params, names), path)
             del state
             release_memory()  # the state's pages, before the next part or DuckDB's final query takes its share
-        if writer is None:  # no row with an event: the columns, no rows
-            names = [e.name for e in FEATURE_EVENT_TYPES]
-            empty = aggregate(con, params, (0, 0))
-            pq.write_table(_table(np.zeros(0, np.int64), empty.counts, empty.moments, empty.sums, params, names),
-                           path)
     finally:
         if writer is not None:
             writer.close()

@@ -1,6 +1,7 @@
 """Batch scoring: same results as the registered model, nothing lost, atomic output, history."""
 
 import copy
+import gc
 import json
 import os
 import signal
@@ -85,6 +86,7 @@ def test_an_interrupted_run_leaves_the_previous_output_intact(job, tmp_path):
         _run(job, out, chunk_size=50, progress=boom)
     assert out.read_bytes() == before
     assert not list(tmp_path.glob("*.partial"))
+    assert gc.get_freeze_count() == 0  # the caller's heap is unfrozen again (memory.job_heap)
 
 
 def test_a_killed_process_leaves_the_previous_output_intact(job, tmp_path):

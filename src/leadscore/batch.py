@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from leadscore import contract, features, runstore, safecsv
-from leadscore.memory import release_memory
+from leadscore.memory import job_heap, release_memory
 from leadscore.reader import empty_records_note, parquet_rows, parquet_sql
 from leadscore.stages import Stages
 from leadscore.runstore import JobBusy, JobIOError  # noqa: F401 (re-exported for the CLI)
@@ -697,10 +697,11 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
             if history_dir is not None:
                 recovered += runstore.sweep_history(history_dir)
             runstore.sweep_work_dirs()
-            run = _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_id, as_of_ts,
-                                priority_path, model_name, model_version, chunk_size, explain, near_mql_points,
-                                history_dir, max_reject_share, fparams, progress, workdir, engine, memory_limit,
-                                allow_unfit, read_options, keep, stages or Stages())
+            with job_heap():
+                run = _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_id, as_of_ts,
+                                    priority_path, model_name, model_version, chunk_size, explain, near_mql_points,
+                                    history_dir, max_reject_share, fparams, progress, workdir, engine, memory_limit,
+                                    allow_unfit, read_options, keep, stages or Stages())
             run.recovered = recovered
             return run
     except OSError as exc:

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from leadscore import behavior
 from leadscore.config import FeatureParams
-from leadscore.memory import release_memory
+from leadscore.memory import job_heap, release_memory
 from leadscore.reader import parquet_sql
 from leadscore.vocabulary import FEATURE_EVENT_TYPES, FREE_MAIL_DOMAINS, LATE_FUNNEL, STAGE_RANK
 
@@ -640,27 +640,28 @@ def build_features(leads_path, events_path, out_dir, params: FeatureParams, prio
         grid = snapshot_grid(params, export_at, pd.Timestamp(first)) if first is not None else []
     steps = feature_sql(params, as_of_ts, export_at, extra, grid)
     features_path = out_dir / "features.parquet"
-    try:
-        for step in steps[:-1]:
-            if step.name == "_behavior":  # what its SQL computes, by a kernel (leadscore.behavior: 3-5x faster)
-                behavior.create_behavior_view(con, params, out_dir, part_rows=part_rows)
-            else:
-                con.execute(f"CREATE OR REPLACE TEMP {'TABLE' if step.materialize else 'VIEW'} {step.name} AS "
-                            f"{step.sql}")
-        if as_of_ts is None:  # training: one statement (the pipeline's DVC output, byte for byte)
-            fp = str(features_path).replace("'", "''")
-            con.execute(f"COPY ({steps[-1].sql}\n) TO '{fp}' (FORMAT parquet, COMPRESSION zstd)")
-        else:
-            write_in_parts(con, steps[-1].sql, features_path, part_rows)
-        return _finish_build(con, params, out_dir, features_path, moment, as_of_ts, grid, extra,
-                             declared_after_contact)
-    finally:
+    with job_heap():  # the collections between parts scan only what the build makes
         try:
-            for t in ("_account", "_exclusions", "_snap", "_lead_keys"):
-                con.execute(f"DROP TABLE IF EXISTS {t}")
-            behavior.drop(con, out_dir)
-        except duckdb.Error:  # a connection the failure broke: the caller's error is the one to see
-            (out_dir / "behavior.parquet").unlink(missing_ok=True)
+            for step in steps[:-1]:
+                if step.name == "_behavior":  # what its SQL computes, by a kernel (leadscore.behavior: 3-5x faster)
+                    behavior.create_behavior_view(con, params, out_dir, part_rows=part_rows)
+                else:
+                    con.execute(f"CREATE OR REPLACE TEMP {'TABLE' if step.materialize else 'VIEW'} {step.name} AS "
+                                f"{step.sql}")
+            if as_of_ts is None:  # training: one statement (the pipeline's DVC output, byte for byte)
+                fp = str(features_path).replace("'", "''")
+                con.execute(f"COPY ({steps[-1].sql}\n) TO '{fp}' (FORMAT parquet, COMPRESSION zstd)")
+            else:
+                write_in_parts(con, steps[-1].sql, features_path, part_rows)
+            return _finish_build(con, params, out_dir, features_path, moment, as_of_ts, grid, extra,
+                                 declared_after_contact)
+        finally:
+            try:
+                for t in ("_account", "_exclusions", "_snap", "_lead_keys"):
+                    con.execute(f"DROP TABLE IF EXISTS {t}")
+                behavior.drop(con, out_dir)
+            except duckdb.Error:  # a connection the failure broke: the caller's error is the one to see
+                (out_dir / "behavior.parquet").unlink(missing_ok=True)
 
 
 #: Rows per Parquet row group of a feature table written in parts (DuckDB's COPY writes 122,880).

@@ -4,7 +4,6 @@ VENV := .venv
 # The interpreter that bootstraps uv: found before .venv/bin goes on PATH.
 PY := $(or $(shell command -v python3.11 2>/dev/null),$(shell command -v python3 2>/dev/null))
 export UV_PYTHON_DOWNLOADS := never
-export UV_COMPILE_BYTECODE := 1
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db

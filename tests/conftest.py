@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import fcntl
 import os
+import pickle
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -42,21 +46,58 @@ def pipeline_data(tmp_path_factory):
     return {"tmp": tmp, "params": params, "build": build}
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("train")
+def _train(tmp: Path):
+    """synth → validate → features → train a 4,000-lead funnel into ``tmp``, registered in ``tmp / 'mlflow.db'``."""
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-    params = small_params(tmp, n_leads=4000, events_per_lead=20, chunk_leads=2000)
-    # One rolling-origin time fold, not three: the folds refit the model (small-data mode here: 5 × 1,000
-    # trees each) only to report a mean ± spread; that report is tested on its own with folds=3
-    # (test_training_robustness), and this model is trained once per pytest-xdist worker.
-    params = params.model_copy(update={"train": params.train.model_copy(update={
-        "truth": str(tmp / "truth" / "truth.parquet"), "cv_folds": 1})})
-    run_synth(params, tmp / "raw", tmp / "truth")
-    run_validate(params, tmp / "validated")
-    run_features(params, tmp / "validated", tmp / "features")
-    result = run_train(params, tmp / "features", tmp / "models", tmp / "reports", tmp / "outputs")
+    try:
+        params = small_params(tmp, n_leads=4000, events_per_lead=20, chunk_leads=2000)
+        # One rolling-origin time fold, not three: the folds refit the model (small-data mode here: 5 × 1,000
+        # trees each) only to report a mean ± spread; that report is tested on its own with folds=3
+        # (test_training_robustness).
+        params = params.model_copy(update={"train": params.train.model_copy(update={
+            "truth": str(tmp / "truth" / "truth.parquet"), "cv_folds": 1})})
+        run_synth(params, tmp / "raw", tmp / "truth")
+        run_validate(params, tmp / "validated")
+        run_features(params, tmp / "validated", tmp / "features")
+        result = run_train(params, tmp / "features", tmp / "models", tmp / "reports", tmp / "outputs")
+    finally:
+        mp.undo()
+    return params, result
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A model trained on a 4,000-lead funnel and registered, for many modules.
+
+    Trained once per test run: under pytest-xdist the first worker to ask trains it in a folder the workers
+    share (under a file lock: the other worker, if it asks meanwhile, waits) and pickles the result; the
+    data, model and report files there are only read by the tests. Each worker then works on its own copy
+    of the registry as training left it (SQLite's backup; the runs' artifacts stay where training wrote
+    them), so the registry changes one worker's tests make (register, promote, roll back) are never seen by
+    the other's."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        tmp = tmp_path_factory.getbasetemp().parent / "trained"  # the run's folder, above the workers' own
+        done = tmp / "trained.pickle"
+        with open(str(tmp) + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not done.exists():
+                tmp.mkdir(exist_ok=True)
+                done.with_suffix(".partial").write_bytes(pickle.dumps(_train(tmp)))
+                done.with_suffix(".partial").rename(done)
+        params, result = pickle.loads(done.read_bytes())
+        registry = tmp_path_factory.mktemp("registry") / "mlflow.db"
+        with closing(sqlite3.connect(tmp / "mlflow.db")) as src, closing(sqlite3.connect(registry)) as dst:
+            src.backup(dst)
+    else:
+        tmp = tmp_path_factory.mktemp("train")
+        params, result = _train(tmp)
+        registry = tmp / "mlflow.db"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{registry}")
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{registry}")  # training set the shared store as MLflow's current one
     yield {"tmp": tmp, "params": params, "result": result}
     mp.undo()
 
@@ -89,10 +130,12 @@ def _session_tracking_store(tmp_path_factory):
 XDIST_GROUPS = {"test_spark.py": None, "test_report.py": "report", "test_retrain.py": "retrain"}
 #: The longest single tests start first, then the grouped modules, so that none of them is still running
 #: alone at the end (each worker runs its tests in this order, in each module in the file's order).
+#: xdist hands them out in turn (gw0: 1st and 3rd, gw1: 2nd and 4th): gw0 trains ``trained`` for the 1st
+#: while gw1 runs tests without it, so neither waits for the other's training.
 XDIST_FIRST = (
+    "tests/test_batch_operator.py::test_a_job_killed_at_each_phase_leaves_history_equal_to_the_committed_runs",
     "tests/test_cli.py::test_dvc_repro_on_a_fresh_clone_then_nothing_to_do",
     "tests/test_batch_operator.py::test_same_seed_same_bytes_across_hash_seeds",
-    "tests/test_batch_operator.py::test_a_job_killed_at_each_phase_leaves_history_equal_to_the_committed_runs",
     "tests/test_contract.py::test_every_row_is_either_valid_or_rejected_with_a_reason",
 )
 

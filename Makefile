@@ -4,6 +4,9 @@ VENV := .venv
 # The interpreter that bootstraps uv: found before .venv/bin goes on PATH.
 PY := $(or $(shell command -v python3.11 2>/dev/null),$(shell command -v python3 2>/dev/null))
 export UV_PYTHON_DOWNLOADS := never
+# Python keeps each module it compiles (.pyc, in .venv and src): with PYTHONDONTWRITEBYTECODE set, every process
+# (each test worker, CLI run, DVC stage, Spark worker) compiled every module it imports again (~13 s a process).
+unexport PYTHONDONTWRITEBYTECODE
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db

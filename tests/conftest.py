@@ -124,19 +124,21 @@ def _session_tracking_store(tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------- pytest-xdist scheduling
-#: Modules that start early (the Spark tests: ~5 min of work, spread over both workers, one Spark session
-#: each) and those of them that run whole on one worker (``--dist loadgroup``): one browser per run, and the
-#: retraining tests move the registry's aliases of ``trained`` in order (promote, then roll back).
-XDIST_GROUPS = {"test_spark.py": None, "test_report.py": "report", "test_retrain.py": "retrain"}
+#: Modules that run whole on one worker (``--dist loadgroup``), in this order after XDIST_FIRST: one Spark
+#: session per run (a new JVM spends its first minute warming up: a Spark job of 300 leads took 43 s in a new
+#: session, 15 s in the next), one browser, and the retraining tests move the registry's aliases of
+#: ``trained`` in order (promote, then roll back).
+XDIST_GROUPS = {"test_spark.py": "spark", "test_report.py": "report", "test_retrain.py": "retrain"}
 #: The longest single tests start first, then the grouped modules, so that none of them is still running
 #: alone at the end (each worker runs its tests in this order, in each module in the file's order).
 #: xdist hands them out in turn (gw0: 1st and 3rd, gw1: 2nd and 4th): gw0 trains ``trained`` for the 1st
-#: while gw1 runs tests without it, so neither waits for the other's training.
+#: while gw1 runs tests without it, so neither waits for the other's training; gw1 starts the DVC pipeline
+#: (its own processes) only after a test without Numba, when gw0 has compiled and cached the kernels.
 XDIST_FIRST = (
     "tests/test_batch_operator.py::test_a_job_killed_at_each_phase_leaves_history_equal_to_the_committed_runs",
-    "tests/test_cli.py::test_dvc_repro_on_a_fresh_clone_then_nothing_to_do",
-    "tests/test_batch_operator.py::test_same_seed_same_bytes_across_hash_seeds",
     "tests/test_contract.py::test_every_row_is_either_valid_or_rejected_with_a_reason",
+    "tests/test_batch_operator.py::test_same_seed_same_bytes_across_hash_seeds",
+    "tests/test_cli.py::test_dvc_repro_on_a_fresh_clone_then_nothing_to_do",
 )
 
 

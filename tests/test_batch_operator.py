@@ -311,7 +311,7 @@ sys.path.insert(0, {root!r})
 from tests.helpers import small_params
 from leadscore.pipeline import run_synth, run_validate, run_features, run_train
 from leadscore.batch import load_scorer, score_leads
-p = small_params(Path("."), n_leads=1500, events_per_lead=8, chunk_leads=1500)
+p = small_params(Path("."), n_leads=800, events_per_lead=8, chunk_leads=800)
 # one LightGBM thread each: the two runs share the machine's cores (OpenMP threads spin against each other);
 # one rolling-origin time fold (each fold refits the small-data model: same code, a third of the trees)
 p = p.model_copy(update={{"train": p.train.model_copy(update={{"truth": "truth/truth.parquet", "num_threads": 1,

@@ -1,5 +1,6 @@
 """Issue 13: training that does not collapse, small-data mode, rolling-origin time CV, the synth drift knob."""
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -32,10 +33,11 @@ def test_early_stopping_cannot_stop_at_a_handful_of_trees(parts):
     assert any("minimum of 60" in w for w in training_notes(model)["warnings"])
 
 
-def test_small_data_mode_starts_from_the_rule_baseline_and_explains_additively(parts):
+def test_small_data_mode_starts_from_the_rule_baseline_and_explains_additively(parts, trained):
+    """The shared fixture's model: its 4,000-lead funnel has fewer winning training leads than
+    train.small_data_wins, so ``train`` trained it in small-data mode, from this split and baseline."""
     params, split, meta, baseline = parts
-    tp = params.train.model_copy(update={"small_data_leads": 10 ** 9})
-    model = train_model(split, meta, tp, params.seed, baseline)
+    model = joblib.load(trained["tmp"] / "models" / "scorer.joblib").model
     assert model.info["mode"] == "small_data" and "small-data mode" in model.info["small_data_reason"]
     assert model.prior is not None and model.prior.b > 0  # more rule points, higher odds
     # the prior is part of the margin: the trees alone differ from the model's margin by the prior
@@ -48,6 +50,7 @@ def test_small_data_mode_starts_from_the_rule_baseline_and_explains_additively(p
     assert np.allclose(exp.base_points + exp.contributions.sum(axis=1) + exp.cap, exp.points, atol=1e-6)
     assert np.allclose(exp.points, points, atol=0.051)  # points_only rounds to 0.1
     # without the baseline there is no prior: the standard path
+    tp = params.train.model_copy(update={"small_data_leads": 10 ** 9})
     assert train_model(split, meta, tp, params.seed).info["mode"] == "standard"
 
 

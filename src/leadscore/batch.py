@@ -697,17 +697,17 @@ def score_leads(scorer: LeadScorer, leads_path, events_path, out_path, *, as_of=
             if history_dir is not None:
                 recovered += runstore.sweep_history(history_dir)
             runstore.sweep_work_dirs()
-            with job_heap():
-                run = _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_id, as_of_ts,
-                                    priority_path, model_name, model_version, chunk_size, explain, near_mql_points,
-                                    history_dir, max_reject_share, fparams, progress, workdir, engine, memory_limit,
-                                    allow_unfit, read_options, keep, stages or Stages())
+            run = _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_id, as_of_ts,
+                                priority_path, model_name, model_version, chunk_size, explain, near_mql_points,
+                                history_dir, max_reject_share, fparams, progress, workdir, engine, memory_limit,
+                                allow_unfit, read_options, keep, stages or Stages())
             run.recovered = recovered
             return run
     except OSError as exc:
         raise JobIOError(runstore.os_error_sentence(exc, str(out_path))) from exc
 
 
+@job_heap()  # the collections between chunks scan only what the job makes
 def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_id, as_of_ts, priority_path,
                   model_name, model_version, chunk_size, explain, near_mql_points, history_dir, max_reject_share,
                   fparams, progress, workdir, engine, memory_limit, allow_unfit, read_options=None,

@@ -610,6 +610,7 @@ def _source(path) -> str:
     return f"read_csv('{p}')"
 
 
+@job_heap()  # the collections between parts scan only what the build makes
 def build_features(leads_path, events_path, out_dir, params: FeatureParams, priority_path=None,
                    as_of: str | pd.Timestamp | None = None, con: duckdb.DuckDBPyConnection | None = None,
                    extra: list[dict] | None = None, declared_after_contact: list[str] | None = None,
@@ -640,28 +641,27 @@ def build_features(leads_path, events_path, out_dir, params: FeatureParams, prio
         grid = snapshot_grid(params, export_at, pd.Timestamp(first)) if first is not None else []
     steps = feature_sql(params, as_of_ts, export_at, extra, grid)
     features_path = out_dir / "features.parquet"
-    with job_heap():  # the collections between parts scan only what the build makes
-        try:
-            for step in steps[:-1]:
-                if step.name == "_behavior":  # what its SQL computes, by a kernel (leadscore.behavior: 3-5x faster)
-                    behavior.create_behavior_view(con, params, out_dir, part_rows=part_rows)
-                else:
-                    con.execute(f"CREATE OR REPLACE TEMP {'TABLE' if step.materialize else 'VIEW'} {step.name} AS "
-                                f"{step.sql}")
-            if as_of_ts is None:  # training: one statement (the pipeline's DVC output, byte for byte)
-                fp = str(features_path).replace("'", "''")
-                con.execute(f"COPY ({steps[-1].sql}\n) TO '{fp}' (FORMAT parquet, COMPRESSION zstd)")
+    try:
+        for step in steps[:-1]:
+            if step.name == "_behavior":  # what its SQL computes, by a kernel (leadscore.behavior: 3-5x faster)
+                behavior.create_behavior_view(con, params, out_dir, part_rows=part_rows)
             else:
-                write_in_parts(con, steps[-1].sql, features_path, part_rows)
-            return _finish_build(con, params, out_dir, features_path, moment, as_of_ts, grid, extra,
-                                 declared_after_contact)
-        finally:
-            try:
-                for t in ("_account", "_exclusions", "_snap", "_lead_keys"):
-                    con.execute(f"DROP TABLE IF EXISTS {t}")
-                behavior.drop(con, out_dir)
-            except duckdb.Error:  # a connection the failure broke: the caller's error is the one to see
-                (out_dir / "behavior.parquet").unlink(missing_ok=True)
+                con.execute(f"CREATE OR REPLACE TEMP {'TABLE' if step.materialize else 'VIEW'} {step.name} AS "
+                            f"{step.sql}")
+        if as_of_ts is None:  # training: one statement (the pipeline's DVC output, byte for byte)
+            fp = str(features_path).replace("'", "''")
+            con.execute(f"COPY ({steps[-1].sql}\n) TO '{fp}' (FORMAT parquet, COMPRESSION zstd)")
+        else:
+            write_in_parts(con, steps[-1].sql, features_path, part_rows)
+        return _finish_build(con, params, out_dir, features_path, moment, as_of_ts, grid, extra,
+                             declared_after_contact)
+    finally:
+        try:
+            for t in ("_account", "_exclusions", "_snap", "_lead_keys"):
+                con.execute(f"DROP TABLE IF EXISTS {t}")
+            behavior.drop(con, out_dir)
+        except duckdb.Error:  # a connection the failure broke: the caller's error is the one to see
+            (out_dir / "behavior.parquet").unlink(missing_ok=True)
 
 
 #: Rows per Parquet row group of a feature table written in parts (DuckDB's COPY writes 122,880).

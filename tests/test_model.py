@@ -1,5 +1,7 @@
 """Time splits, calibration and the trained model."""
 
+from unittest import mock
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -154,3 +156,57 @@ def test_usable_cpus_follow_the_container_quota_not_the_host(monkeypatch, tmp_pa
     monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert config.usable_cpus() == 1
+
+
+def _cv_folds(n: int, seed: int, params: dict, n_folds: int = 3):
+    """Lead-grouped (fit, held) LightGBM Datasets of a random problem with an init score, as small-data mode has."""
+    import lightgbm as lgb
+    from sklearn.model_selection import GroupKFold
+
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "c": rng.integers(0, 4, n)})
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X["a"] - 1.5 + 0.4 * X["c"] * rng.normal())))).astype(int)
+    init, lead = rng.normal(-1.5, 0.3, n), rng.integers(0, max(n_folds, n // 3), n)
+    folds = []
+    for fit, held in GroupKFold(n_splits=n_folds).split(X, y, lead):
+        d_fit = lgb.Dataset(X.iloc[fit], y[fit], init_score=init[fit], categorical_feature=["c"], free_raw_data=False,
+                            params=params)
+        folds.append((d_fit, lgb.Dataset(X.iloc[held], y[held], init_score=init[held], categorical_feature=["c"],
+                                          reference=d_fit, params=params)))
+    return folds
+
+
+@settings(max_examples=8, deadline=None)
+@given(n=st.integers(60, 400), seed=st.integers(0, 10**6), max_rounds=st.integers(1, 120),
+       patience=st.integers(1, 40), learning_rate=st.sampled_from([0.03, 0.3]))
+def test_cv_rounds_is_the_argmin_of_the_full_mean_curve_when_it_stops_early(n, seed, max_rounds, patience,
+                                                                              learning_rate):
+    """``cv_rounds`` (folds grown together, stopped after ``patience`` rounds without a better mean) picks
+    the round of the lowest mean held-out log loss of the rounds it grew, ties to the fewer; and with
+    ``patience >= max_rounds`` the argmin of the whole curves (each fold trained alone by ``lgb.train``)."""
+    import lightgbm as lgb
+
+    from leadscore.model import cv_rounds
+
+    params = dict(objective="binary", metric="binary_logloss", verbose=-1, seed=seed, deterministic=True,
+                  force_row_wise=True, num_threads=1, num_leaves=4, learning_rate=learning_rate, min_child_samples=5)
+    curves = []
+    for d_fit, d_held in _cv_folds(n, seed, params):
+        record: dict = {}
+        lgb.train(params, d_fit, max_rounds, valid_sets=[d_held], valid_names=["held"],
+                  callbacks=[lgb.record_evaluation(record)])
+        curves.append(record["held"]["binary_logloss"])
+    mean = np.mean(curves, axis=0)
+    assert cv_rounds(params, _cv_folds(n, seed, params), max_rounds, patience=max_rounds) == int(np.argmin(mean)) + 1
+    folds, update, updates = _cv_folds(n, seed, params), lgb.Booster.update, []
+
+    def counted(booster, *a, **kw):
+        updates.append(1)
+        return update(booster, *a, **kw)
+
+    with mock.patch.object(lgb.Booster, "update", counted):
+        got = cv_rounds(params, folds, max_rounds, patience)
+    # grown until `patience` rounds passed without a better mean (or max_rounds); the best of those rounds
+    grown = next((r for r in range(1, max_rounds + 1) if r - int(np.argmin(mean[:r])) - 1 >= patience), max_rounds)
+    assert len(updates) == grown * len(folds)
+    assert got == int(np.argmin(mean[:grown])) + 1

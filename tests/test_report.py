@@ -101,7 +101,7 @@ def hostile_page(trained, browser, tmp_path_factory):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from leadscore.report import lead_payload, render_report
+    from leadscore.report import lead_payload, png_bytes, render_report
     from leadscore.scoring import threshold_table
 
     scorer = joblib.load(trained["tmp"] / "models" / "scorer.joblib")
@@ -123,7 +123,7 @@ def hostile_page(trained, browser, tmp_path_factory):
         .drop_duplicates(["fit_grade", "engagement_grade"]),
         threshold_tbl=threshold_table(exp.points, exp.probability, weeks=1.0),
         mql_compare=pd.DataFrame({"scorer": ["model"], "mqls_per_week": [1.0]}), shares={"fit": 0.5, "behavior": 0.5},
-        figs={"drivers_bar": fig_a, "beeswarm": fig_b}, leads_json=lead_payload(X["lead_id"], scored, exp))
+        figure_png={"drivers_bar": png_bytes(fig_a), "beeswarm": png_bytes(fig_b)}, leads_json=lead_payload(X["lead_id"], scored, exp))
     path = tmp_path_factory.mktemp("hostile") / "report.html"
     path.write_text(page_html, encoding="utf-8")
     pg, errors = _open(browser, path)

@@ -339,8 +339,11 @@ def lgbm_params(params: TrainParams, seed: int) -> dict:
 #: Small-data mode: trees that learn corrections to the rule baseline's prior (half the features per tree,
 #: L2); the number of trees is chosen by lead-grouped cross-validation on all training leads.
 #: (Chosen with benchmarks/robustness.py on X Education and synthetic subsamples of 200–2,000 leads.)
+#: The folds grow together and stop when their mean held-out log loss has not improved for ``patience``
+#: rounds (LightGBM's early stopping on the folds' mean, as ``lgb.cv`` does), at most ``max_rounds``.
 SMALL_DATA_TREES = dict(num_leaves=15, max_depth=4, learning_rate=0.03, reg_lambda=5.0, subsample=0.8,
-                        subsample_freq=1, colsample_bytree=0.5, min_child_samples=20, max_rounds=1000, folds=5)
+                        subsample_freq=1, colsample_bytree=0.5, min_child_samples=20, max_rounds=1000, folds=5,
+                        patience=100)
 
 
 class RulePrior:
@@ -422,29 +425,54 @@ def _fit_small(skeleton: LeadScoreModel, rows: pd.DataFrame, cats: list[str], pr
     from sklearn.model_selection import GroupKFold
 
     cfg = dict(SMALL_DATA_TREES)
-    max_rounds, n_folds = cfg.pop("max_rounds"), cfg.pop("folds")
+    max_rounds, n_folds, patience = cfg.pop("max_rounds"), cfg.pop("folds"), cfg.pop("patience")
     booster_params = dict(objective="binary", verbose=-1, seed=seed, deterministic=True, force_row_wise=True,
                           num_threads=threads, **cfg)
     X, y, w = skeleton.prepare(rows), rows["label"].to_numpy(), _lead_weights(rows)
     init = prior.margin(rows)
     groups = rows["lead_id"].astype(str).to_numpy()
     n_folds = int(min(n_folds, pd.unique(groups).size))
-    curves = []
+    cv_params, folds = {**booster_params, "metric": "binary_logloss"}, []
     for fit_idx, held_idx in GroupKFold(n_splits=n_folds).split(X, y, groups):
         if len(np.unique(y[held_idx])) < 2:
             continue
         d_fit = lgb.Dataset(X.iloc[fit_idx], y[fit_idx], weight=w[fit_idx], init_score=init[fit_idx],
-                            categorical_feature=cats, free_raw_data=False)
+                            categorical_feature=cats, free_raw_data=False, params=cv_params)
         d_held = lgb.Dataset(X.iloc[held_idx], y[held_idx], weight=w[held_idx], init_score=init[held_idx],
-                             categorical_feature=cats, reference=d_fit)
-        record: dict = {}
-        lgb.train({**booster_params, "metric": "binary_logloss"}, d_fit, max_rounds, valid_sets=[d_held],
-                  valid_names=["held"], callbacks=[lgb.record_evaluation(record)])
-        curves.append(record["held"]["binary_logloss"])
+                             categorical_feature=cats, reference=d_fit, params=cv_params)
+        folds.append((d_fit, d_held))
     # rounds minimising the mean held-out log loss (the prior with a tree or two when nothing helps)
-    rounds = int(np.argmin(np.mean(curves, axis=0))) + 1 if curves else 1
+    rounds = cv_rounds(cv_params, folds, max_rounds, patience) if folds else 1
     booster = lgb.train(booster_params, lgb.Dataset(X, y, weight=w, init_score=init, categorical_feature=cats), rounds)
-    return booster, rounds, {"cv_rounds": rounds, "cv_folds": len(curves)}
+    return booster, rounds, {"cv_rounds": rounds, "cv_folds": len(folds)}
+
+
+def cv_rounds(booster_params: dict, folds: list[tuple[lgb.Dataset, lgb.Dataset]], max_rounds: int,
+              patience: int) -> int:
+    """The number of boosting rounds (1 … ``max_rounds``) with the lowest mean held-out metric over ``folds``
+    ((fit, held) Datasets, built with ``params=booster_params`` so that their bins follow the boosters'
+    dataset parameters, as ``lgb.train`` sets them): the folds' boosters grow one round at a time, together,
+    and stop once the mean has not improved for ``patience`` rounds. Ties go to the fewer rounds. This is
+    ``lgb.cv``'s early stopping on the folds' mean (LightGBM docs, "lightgbm.cv"), on folds built by the
+    caller (lead-grouped, each held fold with both classes, bins from the fit rows only) rather than by
+    ``lgb.cv``; each fold trains as ``lgb.train`` would, round for round."""
+    import lightgbm as lgb
+
+    boosters = []
+    for d_fit, d_held in folds:
+        booster = lgb.Booster(params={**booster_params, "num_iterations": max_rounds}, train_set=d_fit)
+        booster.add_valid(d_held, "held")
+        boosters.append(booster)
+    best, best_loss = 1, np.inf
+    for done in range(1, max_rounds + 1):
+        for booster in boosters:
+            booster.update()
+        loss = np.mean([booster.eval_valid()[0][2] for booster in boosters])
+        if loss < best_loss:
+            best, best_loss = done, loss
+        elif done - best >= patience:
+            break
+    return best
 
 
 def _fit_standard(skeleton: LeadScoreModel, train: pd.DataFrame, valid: pd.DataFrame, cats: list[str],

@@ -340,8 +340,10 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
     with seeded_global_numpy(params.seed):  # the beeswarm's jitter: same seed, same figure and report
         figs = {**evaluate.figures(all_curves), **explain.figures(exp, test, importance),
                 "calibration_by_age": backtest.figure_calibration_by_age(replay.calibration_by_age)}
-    for name, fig in figs.items():
-        fig.savefig(reports_dir / "figures" / f"{name}.png", bbox_inches="tight")
+    figure_files = {}
+    for name, fig in figs.items():  # each figure drawn once: the file, MLflow and the report use its bytes
+        figure_files[name] = reports_dir / "figures" / f"{name}.png"
+        figure_files[name].write_bytes(report.png_bytes(fig))
     newest = (test["as_of"] == test["as_of"].max()).to_numpy()  # the leads open at the newest replay date
     m = metrics["model"]
     html_page = report.render_report(
@@ -350,7 +352,8 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
                   f"{m['roc_auc']:.3f} (baseline {metrics['baseline']['roc_auc']:.3f}), calibration "
                   f"{summary['calibration_method']}"),
         points=exp.points, threshold=threshold, threshold_reason=reason, bands_cfg=sp.bands, band_table=band_table,
-        matrix=matrix, threshold_tbl=replay.mql_table, mql_compare=replay.mql_compare, shares=shares, figs=figs,
+        matrix=matrix, threshold_tbl=replay.mql_table, mql_compare=replay.mql_compare, shares=shares,
+        figure_png={name: path.read_bytes() for name, path in figure_files.items()},
         leads_json=report.lead_payload(test["lead_id"].to_numpy()[newest], scored[newest].reset_index(drop=True),
                                        _rows_of(exp, newest)),
         drift_table=fd, score_psi=score_psi, calibration_periods=calibration_periods, leakage=leakage,
@@ -372,7 +375,8 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
         logged = tracking.log_training_run(
             params=params.model_dump(by_alias=True), metrics={**metrics, "training": summary},
             scorer_path=models_dir / "scorer.joblib",
-            input_example=tracking.model_input_example(test, model.feature_names), figures=figs, artifacts=artifacts,
+            input_example=tracking.model_input_example(test, model.feature_names), figures=figure_files,
+            artifacts=artifacts,
             tags={**tracking.lineage_tags(data.features_path), "calibration_method": summary["calibration_method"],
                   "mql_threshold_reason": reason},
             experiment=params.mlflow.experiment, registered_model=params.mlflow.registered_model)

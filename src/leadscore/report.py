@@ -15,10 +15,15 @@ import pandas as pd
 MAX_LEADS = 5000
 
 
-def _png(fig) -> str:
+def png_bytes(fig) -> bytes:
+    """A matplotlib figure as the PNG file ``fig.savefig(path.png, bbox_inches="tight")`` writes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
+
+
+def _png(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def _table(df: pd.DataFrame, highlight=None, fmt: dict | None = None) -> str:
@@ -192,7 +197,7 @@ render('');
 
 def render_report(*, subtitle: str, points: np.ndarray, threshold: float, threshold_reason: str, bands_cfg: dict,
                   band_table: pd.DataFrame, matrix: pd.DataFrame, threshold_tbl: pd.DataFrame, mql_compare: pd.DataFrame,
-                  shares: dict, figs: dict, leads_json: str, drift_table: pd.DataFrame | None = None,
+                  shares: dict, figure_png: dict[str, bytes], leads_json: str, drift_table: pd.DataFrame | None = None,
                   score_psi: float = float("nan"), calibration_periods: pd.DataFrame | None = None,
                   leakage: pd.DataFrame | None = None, quality: str = "") -> str:
     import matplotlib.pyplot as plt
@@ -201,7 +206,7 @@ def render_report(*, subtitle: str, points: np.ndarray, threshold: float, thresh
     tt = threshold_tbl[threshold_tbl["threshold"] % 5 == 0].copy()
     cols = [c for c in ("threshold", "mqls_per_week", "expected_win_rate", "observed_win_rate", "share_of_wins") if c in tt]
     page = PAGE.format(
-        subtitle=html.escape(subtitle), hist=_png(hist),
+        subtitle=html.escape(subtitle), hist=_png(png_bytes(hist)),
         bands=_table(band_table, fmt={"win_rate": "{:.1%}", "leads": "{:,}", "wins": "{:,}", "mean_probability": "{:.1%}"}),
         matrix=matrix_html(matrix), threshold=threshold, threshold_reason=html.escape(threshold_reason),
         mql_compare=_table(mql_compare, fmt={"win_rate": "{:.1%}", "mqls_per_week": "{:.1f}"}),
@@ -210,7 +215,7 @@ def render_report(*, subtitle: str, points: np.ndarray, threshold: float, thresh
                                     "observed_win_rate": "{:.1%}", "share_of_wins": "{:.1%}"}),
         shares=html.escape(", ".join(f"{g}: {s:.0%}" for g, s in sorted(shares.items(), key=lambda kv: -kv[1]))
                            + " of all score movement"),
-        drivers=_png(figs["drivers_bar"]), beeswarm=_png(figs["beeswarm"]),
+        drivers=_png(figure_png["drivers_bar"]), beeswarm=_png(figure_png["beeswarm"]),
         leads_json=script_json(leads_json),
         score_psi=score_psi,
         score_status="stable" if score_psi < 0.1 else "moderate shift" if score_psi < 0.25 else "major shift",

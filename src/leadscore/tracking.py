@@ -127,10 +127,10 @@ def run_name(params: dict, tags: dict[str, str], now=None) -> str:
 
 
 def log_training_run(*, params: dict, metrics: dict, scorer_path: Path, input_example: pd.DataFrame,
-                     figures: dict, artifacts: dict[Path, str], tags: dict[str, str], experiment: str,
+                     figures: dict[str, Path], artifacts: dict[Path, str], tags: dict[str, str], experiment: str,
                      registered_model: str, alias: str = "challenger") -> dict:
-    """Log params, metrics, figures, artifacts (path → artifact folder) and the pyfunc scorer; register
-    it with ``alias``."""
+    """Log params, metrics, figures (name → PNG file, logged as ``plots/<file name>``), artifacts (path →
+    artifact folder) and the pyfunc scorer; register it with ``alias``."""
     import mlflow
     import leadscore
 
@@ -150,8 +150,8 @@ def log_training_run(*, params: dict, metrics: dict, scorer_path: Path, input_ex
                             if isinstance(v, (int, float)) and not isinstance(v, bool)})
         mlflow.set_tags(tags)
         mlflow.log_dict(metrics, "metrics.json")
-        for name, fig in figures.items():
-            mlflow.log_figure(fig, f"plots/{name}.png")
+        for path in figures.values():
+            mlflow.log_artifact(str(path), "plots")
         for path, dest in artifacts.items():
             mlflow.log_artifact(str(path), dest)
         import joblib

@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,12 +79,16 @@ def test_a_job_killed_at_each_phase_leaves_history_equal_to_the_committed_runs(j
     journal, uncommitted history file or work folder is left. A SIGTERM instead unwinds (exit 130) and
     removes everything itself."""
     cases = [(phase, signal.SIGKILL) for phase in runstore.PHASES] + [("scored", signal.SIGTERM)]
+    committed = tmp_path / "committed"  # one committed run: each case starts from a copy of its output and history
+    committed.mkdir()
+    _run(job, committed / "scores.parquet", history_dir=committed / "history")
     running = []
     for i, (phase, sig) in enumerate(cases):
         folder = tmp_path / f"{i}-{phase}"
+        shutil.copytree(committed, folder)
         out, hist, tmpdir, marker = folder / "scores.parquet", folder / "history", folder / "tmpdir", folder / "paused"
         tmpdir.mkdir(parents=True)
-        _run(job, out, history_dir=hist)
+        assert len(runstore.history_runs(hist)) == 1
         before = (out.read_bytes(), out.with_name("scores.rejects.csv").read_bytes())
         env = {**os.environ, runstore.PAUSE_ENV: phase, runstore.PAUSE_FILE_ENV: str(marker), "TMPDIR": str(tmpdir)}
         proc = subprocess.Popen(_cli(job, out, "--history", str(hist)), env=env, stdout=subprocess.DEVNULL,

@@ -464,6 +464,7 @@ class CheckedInputs:
     events_late: int = 0
 
 
+@job_heap()  # also when called on its own (the Spark job): its collections scan only what it makes
 def check_inputs(scorer: LeadScorer, leads_path, events_path, priority_path, work: Path, as_of_ts: pd.Timestamp,
                  memory_limit: str | None, read_options=None, stages: Stages | None = None) -> CheckedInputs:
     """Validate the export (through the model's mapping, if it was trained on one) into ``work``: leads in

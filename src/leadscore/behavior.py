@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from numba import njit
 
 from leadscore.config import FeatureParams
-from leadscore.memory import release_memory
+from leadscore.memory import job_heap, release_memory
 from leadscore.numba_cache import CACHE_DIR  # noqa: F401  (set before the kernels below compile)
 from leadscore.reader import parquet_sql
 from leadscore.vocabulary import FEATURE_EVENT_TYPES, LATE_FUNNEL, STAGE_RANK
@@ -251,6 +251,7 @@ def _table(rn: np.ndarray, counts: np.ndarray, moments: np.ndarray, sums: np.nda
     return pa.table(cols)
 
 
+@job_heap()  # the collections between parts scan only what the aggregation makes (memory.job_heap)
 def create_behavior_view(con: duckdb.DuckDBPyConnection, params: FeatureParams, scratch: Path,
                          name: str = "_behavior", part_rows: int | None = None) -> None:
     """A view ``name`` (lead_id, as_of, the behaviour aggregate) over ``_snap`` and ``_events``: what

@@ -30,14 +30,13 @@ def _share_the_cores_between_xdist_workers() -> None:
 
 _share_the_cores_between_xdist_workers()
 
-from leadscore.pipeline import run_features, run_synth, run_train, run_validate
-
-from tests.helpers import small_params
-
 
 @pytest.fixture(scope="session")
 def pipeline_data(tmp_path_factory):
     """A small synthetic funnel run through synth → validate → features, shared by many tests."""
+    from leadscore.pipeline import run_features, run_synth, run_validate  # here: the xdist controller never needs them
+    from tests.helpers import small_params
+
     tmp = tmp_path_factory.mktemp("pipeline")
     params = small_params(tmp)
     run_synth(params, tmp / "raw", tmp / "truth")
@@ -48,12 +47,15 @@ def pipeline_data(tmp_path_factory):
 
 def _train(tmp: Path):
     """synth → validate → features → train a 4,000-lead funnel into ``tmp``, registered in ``tmp / 'mlflow.db'``."""
+    from leadscore.pipeline import run_features, run_synth, run_train, run_validate
+    from tests.helpers import small_params
+
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
     try:
         params = small_params(tmp, n_leads=4000, events_per_lead=20, chunk_leads=2000)
-        # One rolling-origin time fold, not three: the folds refit the model (small-data mode here: 5 × 1,000
-        # trees each) only to report a mean ± spread; that report is tested on its own with folds=3
+        # One rolling-origin time fold, not three: the folds refit the model (small-data mode here, with its
+        # own 5-fold CV) only to report a mean ± spread; that report is tested on its own with folds=3
         # (test_training_robustness).
         params = params.model_copy(update={"train": params.train.model_copy(update={
             "truth": str(tmp / "truth" / "truth.parquet"), "cv_folds": 1})})

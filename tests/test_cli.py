@@ -112,12 +112,12 @@ def test_dvc_repro_on_a_fresh_clone_then_nothing_to_do(tmp_path):
     with modify_yaml(work / "params.yaml") as params:  # as `dvc exp run -S` would: the committed form stays
         params["synth"].update(n_leads=1500, events_per_lead=8, chunk_leads=1500)
         # This test is about DVC (stages, caching, `exp run -S`, `exp show`), not model quality: a short
-        # boosting run with early stopping and one rolling-origin fold keeps `train` (run twice) to seconds.
-        # 1,500 leads would otherwise be near train.small_data_leads: small-data mode grows 5 × 1,000
-        # trees per fit (and per time fold) whatever the learning rate, so the experiment's
-        # `-S train.learning_rate=0.05` would change nothing it trains; the standard path uses it.
+        # boosting run with early stopping and no rolling-origin folds keeps `train` (run twice) short.
+        # 1,500 leads would otherwise be near train.small_data_leads: small-data mode has its own fixed
+        # learning rate (model.SMALL_DATA_TREES), so the experiment's `-S train.learning_rate=0.05` would
+        # change nothing it trains; the standard path uses it.
         params["train"].update(small_data_leads=0, small_data_wins=0, n_estimators=300, early_stopping_rounds=20,
-                               cv_folds=1)
+                               cv_folds=0)
     dvc = str(Path(shutil.which("dvc") or ROOT / ".venv" / "bin" / "dvc"))
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # the `leadscore` command

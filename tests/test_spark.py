@@ -244,11 +244,15 @@ def test_spark_features_equal_duckdb_on_edge_cases(lsp, spark, pipeline_data, tm
 
 
 # ----------------------------------------------------------------------------- the batch job
-def test_spark_batch_scoring_equals_the_local_job(lsp, spark, trained, tmp_path):
-    """Every lead open at as_of, a sample of the others (decided before, created after: skipped) and two
-    rows without an id (rejected), from a CSV export validated locally: the Spark job writes the local
-    job's rows, values and rejects, reconciles the same counts, scores (and explains) each lead once, not
-    twice, and leaves no partial output or views of its deleted files behind."""
+def test_spark_batch_scoring_from_the_cli_equals_the_local_job(lsp, spark, trained, tmp_path):
+    """`leadscore score --engine spark` (run in this session: the CLI reuses an active one and leaves it
+    running) on every lead open at as_of, a sample of the others (decided before, created after: skipped)
+    and two rows without an id (rejected), from a CSV export validated locally: it writes the local job's
+    rows, values and rejects, reconciles the same counts, scores (and explains) each lead once, not twice,
+    and leaves no partial output or views of its deleted files behind."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
     from tests.helpers import counting
 
     raw = trained["tmp"] / "raw"
@@ -262,29 +266,37 @@ def test_spark_batch_scoring_equals_the_local_job(lsp, spark, trained, tmp_path)
                                                                                          index=False)
     events = pd.read_parquet(raw / "events.parquet")
     events[events["lead_id"].isin(leads["lead_id"])].to_parquet(tmp_path / "events.parquet", index=False)
-    kw = dict(as_of=as_of, priority_path=raw / "priority_accounts.csv", model_name="leadscore", model_version="7")
-    local = score_leads(scorer, tmp_path / "leads.csv", tmp_path / "events.parquet", tmp_path / "local.parquet", **kw)
     (tmp_path / "spark.parquet").write_bytes(b"a previous output, replaced only at the end")
     log = tmp_path / "calls.log"
-    run = lsp.score_leads_spark(spark, counting(scorer, log), tmp_path / "leads.csv", tmp_path / "events.parquet",
-                                tmp_path / "spark.parquet", **kw)
+    joblib.dump(counting(scorer, log), tmp_path / "counting.joblib")  # counts the rows each score call gets
+    common = ["score", "--model", str(tmp_path / "counting.joblib"), "--trust-model", "--leads",
+              str(tmp_path / "leads.csv"), "--events", str(tmp_path / "events.parquet"), "--as-of", as_of,
+              "--priority-accounts", str(raw / "priority_accounts.csv")]
+    on_spark = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "spark.parquet"), "--engine", "spark",
+                                        "--spark-master", "local[2]"])
+    assert on_spark.exit_code == 0, on_spark.output
+    b = pd.read_parquet(tmp_path / "spark.parquet")
+    name, version = b["model_name"].iloc[0], b["model_version"].iloc[0]  # the CLI's, for a trusted local file
+    local = score_leads(scorer, tmp_path / "leads.csv", tmp_path / "events.parquet", tmp_path / "local.parquet",
+                        as_of=as_of, priority_path=raw / "priority_accounts.csv", model_name=name,
+                        model_version=version)
 
-    a, b = pd.read_parquet(local.output), pd.read_parquet(run.output)
-    assert (run.leads_in, run.scored, run.rejected) == (local.leads_in, local.scored, local.rejected)
-    assert run.leads_in == len(leads) + 2 and run.scored > 300 and run.rejected == run.leads_in - run.scored
-    assert run.rejected_by_reason == local.rejected_by_reason
-    assert sum(int(n) for n in log.read_text().split()) == run.scored  # scored (and explained) once, not twice
+    a, rejects = pd.read_parquet(local.output), pd.read_csv(tmp_path / "spark.rejects.csv")
+    assert (len(b), len(rejects)) == (local.scored, local.rejected)
+    assert local.leads_in == len(leads) + 2 and local.scored > 300 and local.rejected == local.leads_in - local.scored
+    assert rejects["reason"].value_counts().to_dict() == local.rejected_by_reason
+    assert sum(int(n) for n in log.read_text().split()) == len(b)  # scored (and explained) once, not twice
     assert b["lead_id"].tolist() == a["lead_id"].tolist()  # the same open leads, in the same order
     _assert_same_table(a.drop(columns="scored_at"), b.drop(columns="scored_at"))
-    for c in ("points", "band", "is_mql", "reasons", "pushed_over_mql", "matrix_cell"):  # identical, not close
-        assert b[c].tolist() == a[c].tolist(), c
+    for c in ("points", "band", "is_mql", "reasons", "pushed_over_mql", "matrix_cell", "model_version"):
+        assert b[c].tolist() == a[c].tolist(), c  # identical, not close
     assert b["is_mql"].any() and (~b["is_mql"]).any()
-    rejects = pd.read_csv(run.rejects)
     pd.testing.assert_frame_equal(rejects.drop(columns="file"), pd.read_csv(local.rejects).drop(columns="file"))
     assert rejects["lead_id"].isna().sum() == 2  # the rows without an id, each a reject
     # no partial output left behind (the jobs' lock files stay, empty, by design), no views of deleted files
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
     assert not [v for v in lsp.FEATURE_VIEWS if spark.catalog.tableExists(v)]
+    assert spark.range(3).count() == 3  # the module's session is still alive (the CLI reused it)
 
 
 def test_score_spark_equals_scorer_score_on_the_same_rows(lsp, spark, trained, tmp_path):
@@ -301,31 +313,18 @@ def test_score_spark_equals_scorer_score_on_the_same_rows(lsp, spark, trained, t
         assert got[c].tolist() == want[c].tolist(), c
 
 
-def test_cli_engine_spark_writes_what_the_local_engine_writes(lsp, spark, trained, tmp_path):
+def test_cli_engine_spark_refuses_what_the_spark_job_cannot_do_up_front(lsp, trained, tmp_path):
+    """Usage errors (exit 2) with the reason, before any model is loaded or Spark started."""
     from typer.testing import CliRunner
 
     from leadscore.cli import app
 
-    raw, scorer = trained["tmp"] / "raw", str(trained["tmp"] / "models" / "scorer.joblib")
-    leads = pd.read_parquet(raw / "leads.parquet").sample(n=400, random_state=5).sort_values("lead_id")
-    leads.to_csv(tmp_path / "leads.csv", index=False)  # CSV in: validated locally, then read by Spark
-    events = pd.read_parquet(raw / "events.parquet")
-    events[events["lead_id"].isin(leads["lead_id"])].to_parquet(tmp_path / "events.parquet", index=False)
-    common = ["score", "--model", scorer, "--leads", str(tmp_path / "leads.csv"), "--events",
-              str(tmp_path / "events.parquet"), "--as-of", "2026-08-01T00:00:00"]
+    raw = trained["tmp"] / "raw"
+    common = ["score", "--model", str(trained["tmp"] / "models" / "scorer.joblib"), "--leads", str(raw / "leads.parquet"),
+              "--events", str(raw / "events.parquet"), "--engine", "spark"]
     runner = CliRunner()
-    local = runner.invoke(app, [*common, "--out", str(tmp_path / "local.parquet")])
-    assert local.exit_code == 0, local.output
-    on_spark = runner.invoke(app, [*common, "--out", str(tmp_path / "spark.parquet"), "--engine", "spark",
-                                   "--spark-master", "local[2]"])
-    assert on_spark.exit_code == 0, on_spark.output
-    a, b = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "spark.parquet")
-    assert len(b) > 0 and b["lead_id"].tolist() == a["lead_id"].tolist()
-    for c in ("points", "band", "matrix_cell", "is_mql", "reasons", "pushed_over_mql", "model_version"):
-        assert b[c].tolist() == a[c].tolist(), c
-    assert pd.read_csv(tmp_path / "spark.rejects.csv")["lead_id"].tolist() == \
-        pd.read_csv(tmp_path / "local.rejects.csv")["lead_id"].tolist()
-    # what the Spark job cannot do is refused up front, with the reason (usage error: exit 2)
-    refused = runner.invoke(app, [*common, "--out", str(tmp_path / "s.csv"), "--engine", "spark", "--explain", "mql"])
+    refused = runner.invoke(app, [*common, "--out", str(tmp_path / "s.csv"), "--explain", "mql"])
     assert refused.exit_code == 2 and "--explain mql" in refused.output and "Parquet folder" in refused.output
-    assert spark.range(3).count() == 3  # the module's session is still alive (the CLI reused it)
+    refused = runner.invoke(app, [*common, "--out", str(tmp_path / "s.parquet"), "--history", str(tmp_path / "h")])
+    assert refused.exit_code == 2 and "--history" in refused.output and "local engine" in refused.output
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -138,15 +138,22 @@ def test_leads_without_a_row_are_listed_with_the_reason(tmp_path):
     assert build.leads_in == 8 and build.leads_with_rows + build.excluded == 8
 
 
+@pytest.fixture(scope="module")
+def hand_made(tmp_path_factory):
+    """The hand-made export's folder and its feature build (read only)."""
+    tmp = tmp_path_factory.mktemp("hand-made")
+    return tmp, _hand_made(tmp)
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flip=st.lists(st.booleans(), min_size=5, max_size=5),
        later=st.lists(st.floats(0, 300), min_size=5, max_size=5), won=st.lists(st.booleans(), min_size=5, max_size=5))
-def test_which_rows_are_labelled_never_depends_on_an_outcome(tmp_path_factory, flip, later, won):
+def test_which_rows_are_labelled_never_depends_on_an_outcome(hand_made, tmp_path_factory, flip, later, won):
     """Flipping won and lost, or deciding open leads after the export, changes no labelled row's
     existence or features: the selection depends on the dates only."""
+    made, base = hand_made  # the unchanged export, built once for every example
     tmp = tmp_path_factory.mktemp("sel")
-    base = _hand_made(tmp)
-    leads = pd.read_parquet(tmp / "leads.parquet")
+    leads = pd.read_parquet(made / "leads.parquet")
     f = np.array(flip)
     leads.loc[f & leads["outcome"].isin(["won", "lost"]).to_numpy(), "outcome"] = leads["outcome"].map(
         {"won": "lost", "lost": "won", "open": "open"})
@@ -154,8 +161,8 @@ def test_which_rows_are_labelled_never_depends_on_an_outcome(tmp_path_factory, f
     leads.loc[still_open, "outcome_at"] = (pd.Timestamp(PARAMS.export_at) + pd.to_timedelta(np.round(np.array(later)[still_open] * 86400), unit="s")).as_unit("us")
     leads.loc[still_open, "outcome"] = np.where(np.array(won)[still_open], "won", "lost")
     leads.to_parquet(tmp / "leads2.parquet")
-    other = build_features(tmp / "leads2.parquet", tmp / "events.parquet", tmp / "o", PARAMS,
-                           priority_path=tmp / "priority.csv")
+    other = build_features(tmp / "leads2.parquet", made / "events.parquet", tmp / "o", PARAMS,
+                           priority_path=made / "priority.csv")
     a, b = pd.read_parquet(base.features), pd.read_parquet(other.features)
     key = ["lead_id", "as_of"]
     pd.testing.assert_frame_equal(a.loc[a["label"].notna()].drop(columns="label").reset_index(drop=True),

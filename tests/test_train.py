@@ -1,6 +1,8 @@
 """The train stage end to end on a small funnel: metrics, plots, MLflow run and registered pyfunc."""
 
+import base64
 import json
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -71,7 +73,14 @@ def test_run_holds_params_metrics_lineage_and_the_challenger_alias(trained):
     latest = client.get_model_version_by_alias("leadscore", "challenger")  # later runs move it forward
     assert int(latest.version) >= int(mine.version)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert "plots/reliability.png" in artifacts
+    figures = sorted((trained["tmp"] / "reports" / "figures").glob("*.png"))
+    assert "plots/reliability.png" in artifacts and {f"plots/{f.name}" for f in figures} <= artifacts
+    # each figure drawn once: MLflow's copy and the report's embedded image are the file's bytes
+    logged = Path(client.download_artifacts(run.info.run_id, "plots/drivers_bar.png"))
+    drivers = trained["tmp"] / "reports" / "figures" / "drivers_bar.png"
+    assert logged.read_bytes() == drivers.read_bytes()
+    page = (trained["tmp"] / "outputs" / "report.html").read_text(encoding="utf-8")
+    assert base64.b64encode(drivers.read_bytes()).decode() in page
 
 
 # (Training is deterministic: tests/test_batch_operator.py::test_same_seed_same_bytes_across_hash_seeds runs

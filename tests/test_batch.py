@@ -231,3 +231,42 @@ def test_kept_export_columns_match_ids_as_the_contract_does_and_names_loosely(tm
     assert kept.to_dict() == {"lead_owner": {"1": "ana", "2": "=x", "3": None}, "Company": {"1": "A", "2": "B", "3": "D"}}
     with pytest.raises(BatchError, match="no column 'title'.*Lead Owner"):
         export_columns(path, ["title"])
+
+
+@pytest.mark.parametrize("broken", ["created_at", "lead_id"])
+def test_an_export_whose_every_lead_breaks_the_contract_is_refused_with_its_rejects_or_scores_nothing(
+        job, tmp_path, broken):
+    """Every lead rejected (US-style dates the contract refuses; or no ids): by default the job stops on the
+    contract (BatchError, exit 4 from the CLI, no traceback), before the fit check would call the export
+    "without events" and before the feature build would find no timestamp; every row is in the rejects
+    with its reason and the previous output is untouched. Allowed (--max-reject-share 1), it writes the
+    empty output with the full schema and every row rejected."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import EXIT_BATCH, app
+
+    leads = pd.read_parquet(job["leads"]).head(12)
+    leads["created_at"] = leads["created_at"].dt.strftime("%m/%d/%Y %I:%M %p") if broken == "created_at" \
+        else leads["created_at"].astype(str)
+    if broken == "lead_id":
+        leads["lead_id"] = ""
+    leads.to_csv(tmp_path / "leads.csv", index=False)
+    out = tmp_path / "scores.parquet"
+    previous = _run(job, out)
+    before = out.read_bytes()
+    with pytest.raises(BatchError, match=r"12 of 12 leads \(100.0%\) broke the data contract.*--max-reject-share"):
+        score_leads(job["scorer"], tmp_path / "leads.csv", job["events"], out, as_of=AS_OF)
+    assert out.read_bytes() == before
+    rejects = pd.read_csv(out.with_name("scores.rejects.csv"))
+    lead_rows = rejects[rejects["file"] == str(tmp_path / "leads.csv")]
+    assert sorted(lead_rows["row"].astype(int)) == list(range(1, 13)) and lead_rows["reason"].notna().all()
+    assert lead_rows["column"].eq(broken).all()
+    r = CliRunner().invoke(app, ["score", "--model", str(job["tmp"] / "models" / "scorer.joblib"), "--trust-model", "--leads",
+                                 str(tmp_path / "leads.csv"), "--events", str(job["events"]), "--as-of", AS_OF,
+                                 "--out", str(out)])
+    assert r.exit_code == EXIT_BATCH and "broke the data contract" in r.output and "Traceback" not in r.output
+    allowed = score_leads(job["scorer"], tmp_path / "leads.csv", job["events"], tmp_path / "none.parquet",
+                          as_of=AS_OF, max_reject_share=1.0, allow_unfit=True)
+    assert (allowed.leads_in, allowed.scored, allowed.rejected) == (12, 0, 12)
+    empty, full = pd.read_parquet(allowed.output), pd.read_parquet(previous.output)
+    assert len(empty) == 0 and empty.dtypes.astype(str).to_dict() == full.dtypes.astype(str).to_dict()

@@ -236,6 +236,12 @@ def test_export_moment_keeps_a_real_recent_surge_and_honours_params():
     m = export_moment(stray)
     assert m.at == pd.Timestamp("2025-06-30T20:00:01") and m.stray_records == 3
     assert export_moment(stray, "2026-07-01T00:00:00+02:00").at == pd.Timestamp("2026-06-30T22:00:00")
+    # no record at all (every lead broke the contract): a scoring build has no row to build and takes as_of;
+    # a training build cannot place its snapshots and says what to set
+    none = daily.head(0)
+    assert export_moment(none, None, pd.Timestamp("2026-06-01")).at == pd.Timestamp("2026-06-01")
+    with pytest.raises(ValueError, match="set features.export_at"):
+        export_moment(none)
 
 
 def test_a_lead_created_exactly_at_as_of_is_not_scored_one_created_just_before_is(tmp_path):

@@ -586,6 +586,29 @@ def not_scored(checked: CheckedInputs, excluded: pd.DataFrame, leads_path, as_of
     return pd.concat([checked.lead_rejects.assign(stage="validation"), valid_skipped], ignore_index=True)
 
 
+def _write_rejects(checked: CheckedInputs, skipped: pd.DataFrame, rejects_path: Path) -> Path:
+    """The leads not scored and the contract's event rejects, in a temporary file beside ``rejects_path``."""
+    rejects = pd.concat([skipped, checked.event_rejects.assign(stage="validation")], ignore_index=True)
+    tmp_rejects = _atomic_writer_path(rejects_path)
+    safecsv.to_csv(rejects, tmp_rejects, index=False)
+    return tmp_rejects
+
+
+def contract_broken(checked: CheckedInputs, max_reject_share: float) -> bool:
+    """More than ``max_reject_share`` of the leads broke the data contract."""
+    return bool(checked.leads_in) and len(checked.lead_rejects) / checked.leads_in > max_reject_share
+
+
+def refuse_broken_export(checked: CheckedInputs, tmp_rejects: Path, rejects_path: Path, max_reject_share: float):
+    """Put the rejects (``tmp_rejects``) in place and raise BatchError: how many leads broke the contract,
+    where their reasons are and how to allow more."""
+    leads_in, invalid = checked.leads_in, len(checked.lead_rejects)
+    tmp_rejects.replace(rejects_path)
+    raise BatchError(f"{invalid:,} of {leads_in:,} leads ({invalid / leads_in:.1%}) broke the data contract, "
+                     f"more than the allowed {max_reject_share:.1%}; see {rejects_path} (--max-reject-share "
+                     f"allows more). The previous output was left untouched.")
+
+
 def reconcile(checked: CheckedInputs, n_scored: int, skipped: pd.DataFrame, rejects_path: Path,
               max_reject_share: float) -> Path:
     """Check that scored + not scored = leads in and that the contract's rejects stay under their share,
@@ -595,15 +618,9 @@ def reconcile(checked: CheckedInputs, n_scored: int, skipped: pd.DataFrame, reje
     if n_scored + len(skipped) != leads_in:
         raise BatchError(f"counts do not reconcile: {leads_in:,} leads in, {n_scored:,} scored, "
                          f"{len(skipped):,} not scored")
-    rejects = pd.concat([skipped, checked.event_rejects.assign(stage="validation")], ignore_index=True)
-    tmp_rejects = _atomic_writer_path(rejects_path)
-    safecsv.to_csv(rejects, tmp_rejects, index=False)
-    invalid = len(checked.lead_rejects)
-    if leads_in and invalid / leads_in > max_reject_share:
-        tmp_rejects.replace(rejects_path)
-        raise BatchError(f"{invalid:,} of {leads_in:,} leads ({invalid / leads_in:.1%}) broke the data contract, "
-                         f"more than the allowed {max_reject_share:.1%}; see {rejects_path}. The previous output "
-                         f"was left untouched.")
+    tmp_rejects = _write_rejects(checked, skipped, rejects_path)
+    if contract_broken(checked, max_reject_share):
+        refuse_broken_export(checked, tmp_rejects, rejects_path, max_reject_share)
     ev = checked.event_report
     if ev is not None:
         if ev.rows_in != ev.rows_valid + len(checked.event_rejects):
@@ -728,6 +745,13 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
         # 1. the contract: every lead valid or rejected with its reason
         checked = check_inputs(scorer, leads_path, events_path, priority_path, work, as_of_ts, memory_limit,
                                read_options, stages)
+        if contract_broken(checked, max_reject_share):
+            # refused here, before the fit check and the feature build: an export whose every lead was
+            # rejected is refused with its rejects, not with what is then missing downstream (no events)
+            no_exclusions = pd.DataFrame({"lead_id": pd.Series(dtype="str"), "reason": pd.Series(dtype="str")})
+            skipped = not_scored(checked, no_exclusions, leads_path, as_of_ts)
+            refuse_broken_export(checked, _write_rejects(checked, skipped, rejects_path), rejects_path,
+                                 max_reject_share)
         with stages("model fit check"):
             report = checked.lead_report
             renamed, missing = absent_columns(scorer, fparams, report.columns_added, report.columns) if report else ([], [])

@@ -485,18 +485,21 @@ class ExportMoment:
     stray_records: int  # records dated after ``at`` that were set aside to find it
 
 
-def export_moment(daily: pd.DataFrame, configured: str | None = None) -> ExportMoment:
+def export_moment(daily: pd.DataFrame, configured: str | None = None, as_of: pd.Timestamp | None = None) -> ExportMoment:
     """The export moment from the per-day record counts (``day``, ``n``, ``newest``; :data:`DAILY_RECORDS_SQL`).
 
     ``features.export_at`` when set. Otherwise one second after the newest record — unless the newest
     records form a small cluster (under 1% of all records) cut off from the rest by a gap of at least
     30 days and 10× the median gap between days with records: such stray timestamps (a mistyped year,
     a test event dated next year) are set aside and reported, so one bad row cannot move the moment
-    every label is read at. Raises ValueError when there are no records.
+    every label is read at. With no records at all, a scoring build (``as_of`` given) takes ``as_of``: it
+    has no row to build (an export whose every lead broke the contract); a training build raises ValueError.
     """
     if configured:
         return ExportMoment(to_utc_naive(configured), "params", 0)
     if daily.empty:
+        if as_of is not None:
+            return ExportMoment(to_utc_naive(as_of), "as_of (no records to read it from)", 0)
         raise ValueError("no timestamps in the leads or events: set features.export_at")
     days = pd.to_datetime(daily["day"], format="ISO8601").to_numpy()
     n = daily["n"].to_numpy(dtype=float)
@@ -632,9 +635,9 @@ def build_features(leads_path, events_path, out_dir, params: FeatureParams, prio
                           None if priority_path is None else _source(priority_path)):
         con.execute(f"CREATE OR REPLACE TEMP VIEW {step.name} AS {step.sql}")
 
-    moment = export_moment(con.sql(DAILY_RECORDS_SQL).df(), params.export_at)
-    export_at = moment.at
     as_of_ts = to_utc_naive(as_of) if as_of is not None else None
+    moment = export_moment(con.sql(DAILY_RECORDS_SQL).df(), params.export_at, as_of_ts)
+    export_at = moment.at
     grid = None
     if as_of_ts is None:
         first = con.sql(FIRST_CREATED_SQL).fetchall()[0][0]

@@ -255,8 +255,8 @@ def spark_features(spark, leads_path, events_path, params: FeatureParams, priori
     # The same statements as DuckDB's, read back as text (no driver time-zone conversion).
     daily = pd.DataFrame([r.asDict() for r in run("daily_records", features.DAILY_RECORDS_SQL).collect()],
                          columns=["day", "n", "newest"])
-    export_at = features.export_moment(daily, params.export_at).at
     as_of_ts = features.to_utc_naive(as_of) if as_of is not None else None
+    export_at = features.export_moment(daily, params.export_at, as_of_ts).at
     grid = None
     if as_of_ts is None:
         first = run("first_created", features.FIRST_CREATED_SQL).first()[0]

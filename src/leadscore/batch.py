@@ -594,16 +594,20 @@ def _write_rejects(checked: CheckedInputs, skipped: pd.DataFrame, rejects_path: 
     return tmp_rejects
 
 
-def contract_broken(checked: CheckedInputs, max_reject_share: float) -> bool:
-    """More than ``max_reject_share`` of the leads broke the data contract."""
-    return bool(checked.leads_in) and len(checked.lead_rejects) / checked.leads_in > max_reject_share
-
-
-def refuse_broken_export(checked: CheckedInputs, tmp_rejects: Path, rejects_path: Path, max_reject_share: float):
-    """Put the rejects (``tmp_rejects``) in place and raise BatchError: how many leads broke the contract,
-    where their reasons are and how to allow more."""
+def refuse_broken_export(checked: CheckedInputs, skipped: pd.DataFrame | None, leads_path, as_of_ts: pd.Timestamp,
+                         rejects_path: Path, max_reject_share: float) -> None:
+    """When more than ``max_reject_share`` of the leads broke the data contract: put the rejects in place and
+    raise BatchError (how many, where their reasons are, how to allow more). Called right after validation
+    (``skipped`` None: the contract's rejects only), before the fit check and the feature build, so that an
+    export whose every lead was rejected is refused with its rejects, not with what is then missing
+    downstream (no events, no timestamps)."""
     leads_in, invalid = checked.leads_in, len(checked.lead_rejects)
-    tmp_rejects.replace(rejects_path)
+    if not leads_in or invalid / leads_in <= max_reject_share:
+        return
+    if skipped is None:
+        no_exclusions = pd.DataFrame({"lead_id": pd.Series(dtype="str"), "reason": pd.Series(dtype="str")})
+        skipped = not_scored(checked, no_exclusions, leads_path, as_of_ts)
+    _write_rejects(checked, skipped, rejects_path).replace(rejects_path)
     raise BatchError(f"{invalid:,} of {leads_in:,} leads ({invalid / leads_in:.1%}) broke the data contract, "
                      f"more than the allowed {max_reject_share:.1%}; see {rejects_path} (--max-reject-share "
                      f"allows more). The previous output was left untouched.")
@@ -618,9 +622,8 @@ def reconcile(checked: CheckedInputs, n_scored: int, skipped: pd.DataFrame, reje
     if n_scored + len(skipped) != leads_in:
         raise BatchError(f"counts do not reconcile: {leads_in:,} leads in, {n_scored:,} scored, "
                          f"{len(skipped):,} not scored")
+    refuse_broken_export(checked, skipped, None, None, rejects_path, max_reject_share)
     tmp_rejects = _write_rejects(checked, skipped, rejects_path)
-    if contract_broken(checked, max_reject_share):
-        refuse_broken_export(checked, tmp_rejects, rejects_path, max_reject_share)
     ev = checked.event_report
     if ev is not None:
         if ev.rows_in != ev.rows_valid + len(checked.event_rejects):
@@ -745,13 +748,7 @@ def _score_locked(scorer, leads_path, events_path, out_path, rejects_path, run_i
         # 1. the contract: every lead valid or rejected with its reason
         checked = check_inputs(scorer, leads_path, events_path, priority_path, work, as_of_ts, memory_limit,
                                read_options, stages)
-        if contract_broken(checked, max_reject_share):
-            # refused here, before the fit check and the feature build: an export whose every lead was
-            # rejected is refused with its rejects, not with what is then missing downstream (no events)
-            no_exclusions = pd.DataFrame({"lead_id": pd.Series(dtype="str"), "reason": pd.Series(dtype="str")})
-            skipped = not_scored(checked, no_exclusions, leads_path, as_of_ts)
-            refuse_broken_export(checked, _write_rejects(checked, skipped, rejects_path), rejects_path,
-                                 max_reject_share)
+        refuse_broken_export(checked, None, leads_path, as_of_ts, rejects_path, max_reject_share)
         with stages("model fit check"):
             report = checked.lead_report
             renamed, missing = absent_columns(scorer, fparams, report.columns_added, report.columns) if report else ([], [])

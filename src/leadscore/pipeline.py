@@ -340,10 +340,10 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
     with seeded_global_numpy(params.seed):  # the beeswarm's jitter: same seed, same figure and report
         figs = {**evaluate.figures(all_curves), **explain.figures(exp, test, importance),
                 "calibration_by_age": backtest.figure_calibration_by_age(replay.calibration_by_age)}
-    figure_files = {}
-    for name, fig in figs.items():  # each figure drawn once: the file, MLflow and the report use its bytes
-        figure_files[name] = reports_dir / "figures" / f"{name}.png"
-        figure_files[name].write_bytes(report.png_bytes(fig))
+    pngs = {name: report.png_bytes(fig) for name, fig in figs.items()}  # drawn once: file, MLflow and report
+    figure_files = {name: reports_dir / "figures" / f"{name}.png" for name in pngs}
+    for name, png in pngs.items():
+        figure_files[name].write_bytes(png)
     newest = (test["as_of"] == test["as_of"].max()).to_numpy()  # the leads open at the newest replay date
     m = metrics["model"]
     html_page = report.render_report(
@@ -353,7 +353,7 @@ def write_and_log(params: Params, data: TrainingData, split, leakage, model, bas
                   f"{summary['calibration_method']}"),
         points=exp.points, threshold=threshold, threshold_reason=reason, bands_cfg=sp.bands, band_table=band_table,
         matrix=matrix, threshold_tbl=replay.mql_table, mql_compare=replay.mql_compare, shares=shares,
-        figure_png={name: path.read_bytes() for name, path in figure_files.items()},
+        figure_png=pngs,
         leads_json=report.lead_payload(test["lead_id"].to_numpy()[newest], scored[newest].reset_index(drop=True),
                                        _rows_of(exp, newest)),
         drift_table=fd, score_psi=score_psi, calibration_periods=calibration_periods, leakage=leakage,

@@ -70,6 +70,7 @@ from leadscore.batch import (
     check_schema,
     not_scored,
     reconcile,
+    refuse_broken_export,
 )
 from leadscore.config import FeatureParams
 
@@ -390,6 +391,7 @@ def score_leads_spark(spark, scorer, leads_path, events_path, out_path, *, as_of
     try:
         # 1. the contract, locally: every lead valid or rejected with its reason
         checked = check_inputs(scorer, leads_path, events_path, priority_path, work, as_of_ts, memory_limit)
+        refuse_broken_export(checked, None, leads_path, as_of_ts, rejects_path, max_reject_share)
         decided = checked.decided
 
         # 2. features at as_of on Spark, with the model's own feature definitions
